@@ -1,0 +1,3 @@
+from empose_framework.cli import main
+
+main()

@@ -1,0 +1,203 @@
+"""The `empose` command line (Typer). Plugins add commands through the `register_commands` hook.
+
+Plugin options are read before the app is built (plugins contribute commands, so they must be loaded
+first), the way pytest reads `-p`: `empose -p no:NAME ...`, `--strict-plugins`, `--debug`.
+User-fixable errors (`EmposeError`) print as one paragraph and exit 2; `--debug` shows the traceback.
+Heavy modules (torch, recipes, the engine) are imported inside commands so `list-plugins` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import click
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from empose_framework import __version__
+from empose_framework.errors import EmposeError
+from empose_framework.params import KINDS, type_name
+from empose_framework.plugins import Registry, get_registry
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+HELP = """empose: 3D human pose and shape from a few body-worn sensors.
+
+Main job: `empose run recipes/quickstart.yaml`. Plugins: `empose list-plugins`."""
+
+
+def _kind(value: str) -> str:
+    """Accept `estimator`, `estimators` and `body-model` alike."""
+    k = value.replace("-", "_").lower()
+    if k not in KINDS and k.endswith("s") and k[:-1] in KINDS:
+        k = k[:-1]
+    return k
+
+
+def build_app(registry: Registry) -> typer.Typer:
+    app = typer.Typer(help=HELP, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False)
+
+    @app.callback()
+    def _global(
+        plugin: List[str] = typer.Option([], "-p", help="`-p no:NAME` disables the plugin NAME (repeatable)."),
+        strict_plugins: bool = typer.Option(False, "--strict-plugins", help="A plugin that fails to load is an error."),
+        debug: bool = typer.Option(False, "--debug", help="Show full tracebacks."),
+        version: bool = typer.Option(False, "--version", help="Print the version and exit."),
+    ):
+        """(Options are read before plugins load; see `empose --help`.)"""
+        if version:
+            out.print(f"empose {__version__}")
+            raise typer.Exit()
+
+    @app.command("list-plugins")
+    def list_plugins(
+        kind: Optional[str] = typer.Option(None, "--kind", help=f"Only this kind: {', '.join(KINDS)}."),
+        as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    ):
+        """List every installed component, grouped by kind."""
+        kinds = [registry_kind(kind)] if kind else list(KINDS)
+        if as_json:
+            payload = {
+                "components": {
+                    k: [
+                        {"name": e.name, "description": e.description, "plugin": e.plugin,
+                         "distribution": e.distribution, "version": e.version}
+                        for e in registry.entries(k)
+                    ]
+                    for k in kinds
+                },
+                "failures": [{"plugin": f.plugin, "distribution": f.distribution, "error": f.error} for f in registry.failures],
+            }
+            out.print_json(json.dumps(payload))
+            return
+        for k in kinds:
+            title = "losses" if k == "loss" else f"{k.replace('_', ' ')}s"
+            table = Table(title=title, title_justify="left", expand=False)
+            for col in ("name", "provided by", "description"):
+                table.add_column(col)
+            for e in registry.entries(k):
+                table.add_row(e.name, f"{e.distribution} {e.version}", e.description)
+            out.print(table)
+        if registry.failures:
+            out.print(f"[bold red]{len(registry.failures)} plugin(s) failed to load[/] (see the messages above).")
+
+    @app.command()
+    def describe(
+        kind: str = typer.Argument(..., help=f"One of: {', '.join(KINDS)}."),
+        name: str = typer.Argument(..., help="Component name as written after `use:`."),
+    ):
+        """Show a component's parameters: types, defaults and docs."""
+        entry = registry.get(registry_kind(kind), name)
+        cls = entry.load()
+        out.print(f"[bold]{entry.kind} '{entry.name}'[/] — {entry.description}")
+        out.print(f"provided by {entry.distribution} {entry.version} (plugin '{entry.plugin}', {entry.target if isinstance(entry.target, str) else cls.__module__ + ':' + cls.__qualname__})")
+        doc = (cls.__doc__ or "").strip()
+        if "\n" in doc:
+            out.print(doc.split("\n", 1)[1].strip(), markup=False)
+        table = Table(expand=False)
+        for col in ("parameter", "type", "default", "description"):
+            table.add_column(col)
+        for p in cls.params:
+            default = "required" if p.required else repr(p.default)
+            extra = f" (one of {', '.join(map(repr, p.choices))})" if p.choices else ""
+            table.add_row(p.name, type_name(p.type), default, p.doc + extra)
+        out.print(table if cls.params else "no parameters")
+
+    @app.command()
+    def validate(
+        recipe: Path = typer.Argument(..., help="Recipe YAML file."),
+        set_: List[str] = typer.Option([], "--set", help="Override KEY.PATH=VALUE (YAML-typed; repeatable)."),
+    ):
+        """Check a recipe and print its resolved form (every default filled in)."""
+        from empose_framework.recipes import load_recipe
+
+        resolved = load_recipe(recipe, set_, registry=registry)
+        out.print(resolved.dump(), markup=False, end="")
+        err.print(f"[green]{recipe}: valid[/]")
+
+    @app.command()
+    def run(
+        recipe: Path = typer.Argument(..., help="Recipe YAML file."),
+        set_: List[str] = typer.Option([], "--set", help="Override KEY.PATH=VALUE (YAML-typed; repeatable)."),
+        resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the interrupted run in this run folder."),
+        run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Write the run here instead of <output>/<name>-<time>."),
+        cross_subject: bool = typer.Option(False, "--cross-subject", help="Evaluate on the hold-out subject's recordings."),
+    ):
+        """Train and/or evaluate as the recipe's `task` says."""
+        import importlib
+
+        from empose_framework.recipes import load_recipe
+
+        resolved = load_recipe(recipe, set_, registry=registry)
+        engine = importlib.import_module("empose_framework.engine")
+        run_fn = getattr(engine, "run", None)
+        if run_fn is None:
+            raise EmposeError(
+                f"{recipe}: the recipe is valid, but this build of empose has no training/evaluation engine yet, "
+                f"so task '{resolved['task']}' cannot run. Nothing was trained. `empose validate {recipe}` shows the "
+                "resolved recipe."
+            )
+        run_fn(resolved, resume=resume, run_dir=run_dir, cross_subject=cross_subject)
+
+    registry.pm.hook.register_commands(app=app)
+    return app
+
+
+def registry_kind(value: str) -> str:
+    kind = _kind(value)
+    if kind not in KINDS:
+        import difflib
+
+        close = difflib.get_close_matches(kind, KINDS, n=1)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        raise EmposeError(f"unknown component kind '{value}'.{hint} Kinds: {', '.join(KINDS)}.")
+    return kind
+
+
+def _early_options(argv: list[str]) -> tuple[set[str], bool, bool]:
+    """-p no:NAME / --strict-plugins / --debug, read before the app exists."""
+    disabled, strict, debug = set(), False, False
+    it = iter(range(len(argv)))
+    for i in it:
+        a = argv[i]
+        if a == "-p" and i + 1 < len(argv):
+            value = argv[i + 1]
+            next(it, None)
+        elif a.startswith("-p") and len(a) > 2:
+            value = a[2:]
+        else:
+            strict |= a == "--strict-plugins"
+            debug |= a == "--debug"
+            continue
+        if value.startswith("no:"):
+            disabled.add(value[3:])
+    return disabled, strict, debug
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    disabled, strict, debug = _early_options(argv)
+    try:
+        registry = get_registry(disabled=disabled, strict=strict)
+        for failure in registry.failures:
+            err.print(f"[yellow]warning:[/] {failure.message()}", soft_wrap=False)
+        command = typer.main.get_command(build_app(registry))
+        code = command.main(args=argv, prog_name="empose", standalone_mode=False)
+    except EmposeError as exc:
+        if debug:
+            raise
+        err.print("[bold red]error:[/] ", end="")
+        err.print(exc.message, markup=False)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        err.print("aborted")
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -1,0 +1,73 @@
+"""Rotations and rigid alignment in torch, batched over any leading dimensions.
+
+Thin wrappers around roma (robust near 0 and pi, differentiable) fixing empose's conventions:
+quaternions are (x, y, z, w); rotation matrices map local to parent coordinates.
+"""
+
+from __future__ import annotations
+
+import roma
+import torch
+
+
+def aa_to_rotmat(aa: torch.Tensor) -> torch.Tensor:
+    """Axis-angle (..., 3) -> rotation matrices (..., 3, 3)."""
+    return roma.rotvec_to_rotmat(aa)
+
+
+def rotmat_to_aa(rot: torch.Tensor) -> torch.Tensor:
+    """Rotation matrices (..., 3, 3) -> axis-angle (..., 3) with angle in [0, pi] (quaternion-based)."""
+    return roma.rotmat_to_rotvec(rot)
+
+
+def rotmat_to_quat(rot: torch.Tensor) -> torch.Tensor:
+    """Rotation matrices (..., 3, 3) -> unit quaternions (..., 4), (x, y, z, w)."""
+    return roma.rotmat_to_unitquat(rot)
+
+
+def quat_to_rotmat(q: torch.Tensor) -> torch.Tensor:
+    """Unit quaternions (..., 4), (x, y, z, w) -> rotation matrices (..., 3, 3)."""
+    return roma.unitquat_to_rotmat(q)
+
+
+def aa_to_quat(aa: torch.Tensor) -> torch.Tensor:
+    return roma.rotvec_to_unitquat(aa)
+
+
+def quat_to_aa(q: torch.Tensor) -> torch.Tensor:
+    return roma.unitquat_to_rotvec(q)
+
+
+def geodesic_angle(r1: torch.Tensor, r2: torch.Tensor) -> torch.Tensor:
+    """Angle (radians, in [0, pi]) of r1^T r2, computed with atan2 so it is accurate near 0 and pi."""
+    rel = r1.transpose(-1, -2) @ r2
+    vee = torch.stack(
+        [rel[..., 2, 1] - rel[..., 1, 2], rel[..., 0, 2] - rel[..., 2, 0], rel[..., 1, 0] - rel[..., 0, 1]], -1
+    )
+    trace = rel.diagonal(dim1=-2, dim2=-1).sum(-1)
+    return torch.atan2(vee.norm(dim=-1) / 2, (trace - 1) / 2)
+
+
+def local_to_global(local: torch.Tensor, parents) -> torch.Tensor:
+    """Chain local rotations (..., J, 3, 3) down a kinematic tree: G_j = G_parent(j) R_j.
+    `parents` must list each parent before its children (true for SMPL-style trees)."""
+    out = [None] * local.shape[-3]
+    for j, p in enumerate(parents):
+        out[j] = local[..., j, :, :] if p < 0 else out[p] @ local[..., j, :, :]
+    return torch.stack(out, dim=-3)
+
+
+def similarity_procrustes(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Align points y (..., N, 3) to x (..., N, 3) with the best rotation (det +1), uniform scale and
+    translation (Umeyama); returns the aligned copy of y."""
+    mx, my = x.mean(-2, keepdim=True), y.mean(-2, keepdim=True)
+    x0, y0 = x - mx, y - my
+    cov = x0.transpose(-1, -2) @ y0  # sum_i x_i y_i^T
+    u, s, vh = torch.linalg.svd(cov)
+    d = torch.sign(torch.linalg.det(u @ vh))
+    d = torch.where(d == 0, torch.ones_like(d), d)
+    corr = torch.ones_like(s)
+    corr[..., -1] = d
+    rot = u @ torch.diag_embed(corr) @ vh  # maps y0 onto x0
+    scale = (s * corr).sum(-1) / y0.square().sum((-1, -2)).clamp_min(1e-12)
+    return scale[..., None, None] * (y0 @ rot.transpose(-1, -2)) + mx

@@ -1,0 +1,66 @@
+"""The hooks a plugin implements (pluggy project name `empose`).
+
+A plugin is a module named by an entry point in the `empose` group. It implements any of the hooks
+below with `@empose_framework.hookimpl`. Each `register_*` hook receives a `register` callback:
+
+    register(name, target, description="")
+
+`name` is what recipes write after `use:`; `target` is the component class or, better, a
+"module:Class" string, imported only when the component is described, validated or built, so that
+listing plugins stays fast (keep torch imports out of the plugin module itself); `description` is the
+one-line summary `empose list-plugins` shows (the class docstring's first line when omitted and the
+target is a class).
+"""
+
+from __future__ import annotations
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("empose")
+hookimpl = pluggy.HookimplMarker("empose")
+
+
+@hookspec
+def register_body_models(register):
+    """Register body models (subclasses of `interfaces.BodyModel`): skinned meshes with sensor sites."""
+
+
+@hookspec
+def register_motion_sources(register):
+    """Register motion sources (`interfaces.MotionSource`): collections of body-model motions."""
+
+
+@hookspec
+def register_sensor_sources(register):
+    """Register sensor sources (`interfaces.SensorSource`): batches of sensor frames with ground truth."""
+
+
+@hookspec
+def register_estimators(register):
+    """Register estimators (`interfaces.Estimator`): torch modules from sensor frames to body pose."""
+
+
+@hookspec
+def register_losses(register):
+    """Register training losses (`interfaces.Loss`)."""
+
+
+@hookspec
+def register_metrics(register):
+    """Register evaluation metrics (`interfaces.Metric`)."""
+
+
+@hookspec
+def register_commands(app):
+    """Add CLI commands to the Typer `app` (e.g. `@app.command()` on a function)."""
+
+
+#: hook name -> component kind it registers
+KIND_HOOKS = {
+    "body_model": "register_body_models",
+    "motion_source": "register_motion_sources",
+    "sensor_source": "register_sensor_sources",
+    "estimator": "register_estimators",
+    "loss": "register_losses",
+    "metric": "register_metrics",
+}

@@ -1,0 +1,97 @@
+"""Declared component parameters, and the type checks a recipe goes through.
+
+A component lists its parameters as `Param`s so that a recipe can be checked (unknown key, wrong type,
+missing value) before anything heavy is built, and so that `empose describe` can show them. This
+module must stay light: `empose list-plugins` and `empose validate` import it without torch.
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from dataclasses import dataclass
+from typing import Any
+
+
+class _Required:
+    def __repr__(self) -> str:
+        return "<required>"
+
+
+REQUIRED: Any = _Required()
+
+KINDS = ("body_model", "motion_source", "sensor_source", "estimator", "loss", "metric")
+
+
+@dataclass(frozen=True)
+class ComponentRef:
+    """Parameter type for a nested component spec, e.g. a sensor source's `motions: {use: bvh, ...}`."""
+
+    kind: str
+
+    def __repr__(self) -> str:
+        return f"{self.kind} spec"
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter of a component: name, type, default (or REQUIRED), one-line doc."""
+
+    name: str
+    type: Any
+    default: Any = REQUIRED
+    doc: str = ""
+    choices: tuple | None = None
+
+    @property
+    def required(self) -> bool:
+        return self.default is REQUIRED
+
+
+def type_name(tp: Any) -> str:
+    """Readable name of a parameter type, for errors and `empose describe`."""
+    if isinstance(tp, ComponentRef):
+        return repr(tp)
+    if tp is Any:
+        return "any"
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(type_name(a) for a in typing.get_args(tp))
+    if origin in (list, tuple):
+        args = typing.get_args(tp)
+        return f"list of {type_name(args[0])}" if args else "list"
+    if origin is dict:
+        return "mapping"
+    if tp is type(None):
+        return "null"
+    return getattr(tp, "__name__", str(tp))
+
+
+def matches(value: Any, tp: Any) -> bool:
+    """Does a YAML value fit a declared type? ints pass as floats; bools never pass as numbers."""
+    if tp is Any:
+        return True
+    if isinstance(tp, ComponentRef):
+        return isinstance(value, (dict, str))
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return any(matches(value, a) for a in typing.get_args(tp))
+    if origin in (list, tuple):
+        args = typing.get_args(tp)
+        return isinstance(value, (list, tuple)) and (not args or all(matches(v, args[0]) for v in value))
+    if origin is dict:
+        return isinstance(value, dict)
+    if tp is type(None):
+        return value is None
+    if tp is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, tp)
+
+
+def coerce(value: Any, tp: Any) -> Any:
+    """Normalise a value that `matches` its type: ints declared float become floats."""
+    if tp is float and isinstance(value, int):
+        return float(value)
+    return value

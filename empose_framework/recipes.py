@@ -1,0 +1,278 @@
+"""YAML recipe -> validated, fully resolved recipe.
+
+Order of work: read the file and the chain of `extends:` bases (deep merge, the child wins, lists are
+replaced) -> apply `--set a.b=c` overrides (values parsed as YAML) -> interpolate `${VAR}`,
+`${VAR:-default}` and `${RECIPE_DIR}` -> check every key against the declared parameters of the named
+components and fill in defaults. Every error names the recipe file and the key path.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from empose_framework.errors import PluginError, RecipeError
+from empose_framework.params import ComponentRef, Param, coerce, matches, type_name
+
+TOP_LEVEL = (
+    Param("name", str, doc="run name; the run folder is <output>/<name>-<timestamp>"),
+    Param("task", str, doc="what `empose run` does", choices=("train", "evaluate")),
+    Param("seed", int, 0, "seed for every random number generator"),
+    Param("device", str, "auto", "auto (CUDA when available), cpu, cuda or cuda:N"),
+    Param("output", str, "runs", "folder that receives run folders"),
+    Param("missing_data_hint", str | None, None, "extra advice shown when this recipe's data is missing"),
+    Param("body_model", ComponentRef("body_model"), doc="the body model"),
+    Param("data", dict, {}, "sensor sources: train, valid, and test (one spec or named specs)"),
+    Param("estimator", ComponentRef("estimator"), doc="the estimator"),
+    Param("losses", list, [], "training losses, each a loss spec with an optional `weight`"),
+    Param("metrics", list, ["mpjpe", "pa_mpjpe", "mpjae"], "evaluation metrics"),
+    Param("train", dict, {}, "training settings (see `empose describe recipe train`)"),
+    Param("evaluate", dict, {}, "evaluation settings"),
+)
+
+#: keys the engine reads from a component spec besides the component's own params
+ENGINE_KEYS = {
+    "loss": (Param("weight", float, 1.0, "multiplies this loss in the total"),),
+    "sensor_source": (Param("optional", bool, False, "skip this data set with a notice when its data is missing"),),
+}
+DATA_SPLITS = ("train", "valid", "test")
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+@dataclass
+class Recipe:
+    """A validated recipe: `data` is the resolved dict (every default filled in)."""
+
+    path: Path
+    data: dict
+
+    def __getitem__(self, key: str) -> Any:
+        return self.data[key]
+
+    def dump(self) -> str:
+        return yaml.safe_dump(self.data, sort_keys=False)
+
+
+def load_recipe(path: str | os.PathLike, overrides: list[str] | tuple = (), registry=None) -> Recipe:
+    """Read, merge, override, interpolate and validate the recipe at `path`."""
+    path = Path(path)
+    raw = _read_with_bases(path, chain=())
+    for item in overrides:
+        _apply_override(raw, item, path)
+    raw = _interpolate(raw, path, "", raw.get("missing_data_hint") if isinstance(raw, dict) else None)
+    if registry is None:
+        from empose_framework.plugins import get_registry
+
+        registry = get_registry()
+    return Recipe(path=path, data=_Validator(path, registry).recipe(raw))
+
+
+# ------------------------------------------------------------------------------------ reading
+
+
+def _read_yaml(path: Path) -> dict:
+    if not path.is_file():
+        raise RecipeError(f"recipe file {path} does not exist. Check the path (recipes ship in the `recipes/` folder).")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise RecipeError(f"{path}: not valid YAML{where}: {problem}. Fix the syntax there.") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise RecipeError(f"{path}: a recipe must be a YAML mapping of keys to values, not a {type(data).__name__}.")
+    return data
+
+
+def _read_with_bases(path: Path, chain: tuple) -> dict:
+    resolved = path.resolve()
+    if resolved in chain:
+        cycle = " -> ".join(str(p) for p in (*chain, resolved))
+        raise RecipeError(f"{path}: extends: recipes extend each other in a cycle ({cycle}). Remove one `extends:`.")
+    data = _read_yaml(path)
+    base = data.pop("extends", None)
+    if base is None:
+        return data
+    if not isinstance(base, str):
+        raise RecipeError(f"{path}: extends: expected a path to a base recipe (str), got {base!r}.")
+    base_path = (path.parent / base) if not Path(base).is_absolute() else Path(base)
+    if not base_path.is_file():
+        raise RecipeError(f"{path}: extends: base recipe {base_path} does not exist (paths are relative to the recipe).")
+    return _deep_merge(_read_with_bases(base_path, (*chain, resolved)), data)
+
+
+def _deep_merge(base: dict, child: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in child.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _apply_override(raw: dict, item: str, path: Path) -> None:
+    key, sep, text = item.partition("=")
+    if not sep or not key.strip():
+        raise RecipeError(f"--set {item!r}: expected KEY.PATH=VALUE (e.g. --set train.lr=1e-3) for recipe {path}.")
+    try:
+        value = yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError:
+        value = text
+    parts = key.strip().split(".")
+    node: Any = raw
+    for depth, part in enumerate(parts[:-1]):
+        node = _child(node, part, create=True, where=f"--set {item!r}: {'.'.join(parts[: depth + 1])}", path=path)
+    last = parts[-1]
+    if isinstance(node, list):
+        index = _index(node, last, f"--set {item!r}", path)
+        node[index] = value
+    elif isinstance(node, dict):
+        node[last] = value
+    else:
+        raise RecipeError(f"{path}: --set {item!r}: {'.'.join(parts[:-1])} is a {type(node).__name__}, not a mapping.")
+
+
+def _child(node: Any, part: str, create: bool, where: str, path: Path) -> Any:
+    if isinstance(node, list):
+        return node[_index(node, part, where, path)]
+    if not isinstance(node, dict):
+        raise RecipeError(f"{path}: {where} is a {type(node).__name__}, not a mapping.")
+    if isinstance(node.get(part), str) and create:  # `use: name` shorthand grows into a spec
+        node[part] = {"use": node[part]}
+    if part not in node or node[part] is None:
+        node[part] = {}
+    return node[part]
+
+
+def _index(node: list, part: str, where: str, path: Path) -> int:
+    if not part.lstrip("-").isdigit() or not -len(node) <= int(part) < len(node):
+        raise RecipeError(f"{path}: {where}: '{part}' is not an index of a list of {len(node)} items.")
+    return int(part)
+
+
+def _interpolate(node: Any, path: Path, where: str, hint: str | None) -> Any:
+    if isinstance(node, dict):
+        return {k: _interpolate(v, path, f"{where}.{k}" if where else str(k), hint) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_interpolate(v, path, f"{where}.{i}", hint) for i, v in enumerate(node)]
+    if not isinstance(node, str) or "${" not in node:
+        return node
+
+    def substitute(match: re.Match) -> str:
+        name, default = match.group(1), match.group(2)
+        if name == "RECIPE_DIR":
+            return str(path.resolve().parent)
+        value = os.environ.get(name)
+        if value:
+            return value
+        if default is not None:
+            return default
+        extra = f" {hint}" if hint else ""
+        raise RecipeError(
+            f"{path}: {where}: environment variable {name} is not set. Export it (e.g. `export {name}=/path/to/data`), "
+            f"give a default in the recipe as ${{{name}:-value}}, or replace the value with "
+            f"`--set {where}=...`.{extra}"
+        )
+
+    return _VAR.sub(substitute, node)
+
+
+# ------------------------------------------------------------------------------------ validation
+
+
+class _Validator:
+    def __init__(self, path: Path, registry):
+        self.path = path
+        self.registry = registry
+
+    def error(self, where: str, message: str) -> RecipeError:
+        return RecipeError(f"{self.path}: {where}: {message}")
+
+    def recipe(self, raw: dict) -> dict:
+        out = self.fields(raw, TOP_LEVEL, "", "recipe")
+        out["data"] = self.data(out["data"])
+        out["losses"] = [self.component("loss", s, f"losses.{i}") for i, s in enumerate(out["losses"])]
+        out["metrics"] = [self.component("metric", s, f"metrics.{i}") for i, s in enumerate(out["metrics"])]
+        from empose_framework.engine.schema import EVALUATE_PARAMS, TRAIN_PARAMS
+
+        out["train"] = self.fields(out["train"], TRAIN_PARAMS, "train", "train section")
+        out["evaluate"] = self.fields(out["evaluate"], EVALUATE_PARAMS, "evaluate", "evaluate section")
+        return out
+
+    def data(self, raw: dict) -> dict:
+        self.no_unknown(raw, DATA_SPLITS, "data", "the data section")
+        out: dict[str, Any] = {}
+        for split in ("train", "valid"):
+            spec = raw.get(split)
+            out[split] = None if spec is None else self.component("sensor_source", spec, f"data.{split}")
+        test = raw.get("test")
+        if test is None:
+            out["test"] = {}
+        elif isinstance(test, str) or (isinstance(test, dict) and "use" in test):
+            out["test"] = {"test": self.component("sensor_source", test, "data.test")}
+        elif isinstance(test, dict):
+            out["test"] = {name: self.component("sensor_source", s, f"data.test.{name}") for name, s in test.items()}
+        else:
+            raise self.error("data.test", f"expected a sensor_source spec or a mapping of named specs, got {test!r}.")
+        return out
+
+    def fields(self, raw: Any, params: tuple[Param, ...], where: str, what: str) -> dict:
+        if not isinstance(raw, dict):
+            raise self.error(where or "(top level)", f"expected a mapping for the {what}, got {raw!r}.")
+        self.no_unknown(raw, [p.name for p in params], where, f"the {what}")
+        out = {}
+        for p in params:
+            key = f"{where}.{p.name}" if where else p.name
+            out[p.name] = self.value(p, raw, key)
+        return out
+
+    def value(self, p: Param, raw: dict, key: str) -> Any:
+        if p.name not in raw:
+            if p.required:
+                raise self.error(key, f"missing required key ({type_name(p.type)}: {p.doc}). Add `{p.name}:` to the recipe.")
+            return copy.deepcopy(p.default)
+        value = raw[p.name]
+        if isinstance(p.type, ComponentRef):
+            return None if value is None and not p.required else self.component(p.type.kind, value, key)
+        if not matches(value, p.type):
+            raise self.error(key, f"expected {type_name(p.type)}, got {value!r} ({type(value).__name__}). {p.doc}".rstrip(". ") + ".")
+        if p.choices is not None and value not in p.choices:
+            raise self.error(key, f"expected one of {', '.join(map(repr, p.choices))}, got {value!r}.")
+        return coerce(value, p.type)
+
+    def component(self, kind: str, spec: Any, where: str) -> dict:
+        if isinstance(spec, str):
+            spec = {"use": spec}
+        if not isinstance(spec, dict):
+            raise self.error(where, f"expected a {kind} spec (a name, or a mapping with `use:`), got {spec!r}.")
+        if "use" not in spec:
+            raise self.error(f"{where}.use", f"missing required key: which {kind} to use. `empose list-plugins --kind {kind}` lists them.")
+        try:
+            cls = self.registry.load(kind, spec["use"], where=f"{self.path}: {where}.use")
+        except PluginError as exc:
+            raise RecipeError(str(exc)) from None
+        params = tuple(cls.params) + ENGINE_KEYS.get(kind, ())
+        self.no_unknown(spec, ["use", *(p.name for p in params)], where, f"{kind} '{spec['use']}'")
+        out = {"use": spec["use"]}
+        for p in params:
+            out[p.name] = self.value(p, spec, f"{where}.{p.name}")
+        return out
+
+    def no_unknown(self, raw: dict, valid: list | tuple, where: str, what: str) -> None:
+        for key in raw:
+            if key not in valid:
+                close = difflib.get_close_matches(str(key), [str(v) for v in valid], n=1, cutoff=0.6)
+                hint = f" Did you mean '{close[0]}'?" if close else ""
+                full = f"{where}.{key}" if where else str(key)
+                raise self.error(full, f"unknown key for {what}.{hint} Valid keys: {', '.join(map(str, valid))}.")

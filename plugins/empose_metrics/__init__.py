@@ -1,0 +1,1 @@
+"""Evaluation metrics of EM-POSE (MPJPE, PA-MPJPE, MPJAE) plus jitter, as an empose plugin."""

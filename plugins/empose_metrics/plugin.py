@@ -1,0 +1,11 @@
+"""Registers the metrics; kept free of torch so that `empose list-plugins` stays fast."""
+
+from empose_framework import hookimpl
+
+
+@hookimpl
+def register_metrics(register):
+    register("mpjpe", "empose_metrics.metrics:MPJPE", "Mean per-joint position error [mm], no alignment (EM-POSE §9)")
+    register("pa_mpjpe", "empose_metrics.metrics:PAMPJPE", "Per-joint position error after similarity Procrustes with scale [mm]")
+    register("mpjae", "empose_metrics.metrics:MPJAE", "Per-joint angle error of pelvis-relative global orientations [deg]")
+    register("jitter", "empose_metrics.metrics:Jitter", "Mean jerk of the predicted joints [km/s^3] (smoothness)")
