@@ -20,7 +20,7 @@ from rich.table import Table
 
 from empose_framework import __version__
 from empose_framework.errors import EmposeError
-from empose_framework.params import KINDS, type_name
+from empose_framework.params import KINDS, plural, type_name
 from empose_framework.plugins import Registry, get_registry
 
 out = Console(highlight=False)
@@ -76,8 +76,7 @@ def build_app(registry: Registry) -> typer.Typer:
             out.print_json(json.dumps(payload))
             return
         for k in kinds:
-            title = "losses" if k == "loss" else f"{k.replace('_', ' ')}s"
-            table = Table(title=title, title_justify="left", expand=False)
+            table = Table(title=plural(k), title_justify="left", expand=False)
             for col in ("name", "provided by", "description"):
                 table.add_column(col)
             for e in registry.entries(k):

@@ -57,9 +57,10 @@ def local_to_global(local: torch.Tensor, parents) -> torch.Tensor:
     return torch.stack(out, dim=-3)
 
 
-def similarity_procrustes(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Align points y (..., N, 3) to x (..., N, 3) with the best rotation (det +1), uniform scale and
-    translation (Umeyama); returns the aligned copy of y."""
+def similarity_fit(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Best similarity mapping points y (..., N, 3) onto x (..., N, 3) (Umeyama, rotation with det +1):
+    returns (scale (...), rot (..., 3, 3), mean_x (..., 1, 3), mean_y (..., 1, 3)) such that
+    y' = scale * (y - mean_y) @ rot^T + mean_x. Fit on some points, apply to others (PA-MPJPE)."""
     mx, my = x.mean(-2, keepdim=True), y.mean(-2, keepdim=True)
     x0, y0 = x - mx, y - my
     cov = x0.transpose(-1, -2) @ y0  # sum_i x_i y_i^T
@@ -70,4 +71,11 @@ def similarity_procrustes(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     corr[..., -1] = d
     rot = u @ torch.diag_embed(corr) @ vh  # maps y0 onto x0
     scale = (s * corr).sum(-1) / y0.square().sum((-1, -2)).clamp_min(1e-12)
-    return scale[..., None, None] * (y0 @ rot.transpose(-1, -2)) + mx
+    return scale, rot, mx, my
+
+
+def similarity_procrustes(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Align points y (..., N, 3) to x (..., N, 3) with the best rotation (det +1), uniform scale and
+    translation (Umeyama); returns the aligned copy of y."""
+    scale, rot, mx, my = similarity_fit(x, y)
+    return scale[..., None, None] * ((y - my) @ rot.transpose(-1, -2)) + mx

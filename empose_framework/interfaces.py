@@ -124,22 +124,30 @@ class SensorFrames:
 @dataclass
 class Batch:
     """What a sensor source yields: sensors, ground truth when known (pose in the same normalised
-    frame as the sensors), true lengths `seq_len (B,)` of the zero-padded sequences, ids, offsets."""
+    frame as the sensors), true lengths `seq_len (B,)` of the zero-padded sequences, ids, offsets.
+
+    `frame_valid (B, T)` bool, optional: which frames count for losses and metrics when that is not
+    simply "every sensor of `sensors` valid" — e.g. recordings read for a 6-sensor model, where the
+    original drops frames with any of all 12 sensors missing, or synthetic suppression noise, where
+    the dropped sensors do not make the ground truth unusable."""
 
     sensors: SensorFrames
     target: BodyPose | None
     seq_len: torch.Tensor
     ids: list[str]
     offsets: SensorOffsets | None = None
+    frame_valid: torch.Tensor | None = None
 
     def to(self, device) -> "Batch":
         return _map_tensors(self, lambda t: t.to(device))
 
     def frame_mask(self) -> torch.Tensor:
-        """(B, T) bool: inside the true length and every sensor valid (the original's metric frames)."""
+        """(B, T) bool: inside the true length and `frame_valid` (default: every sensor valid), the
+        original's metric frames."""
         t = torch.arange(self.sensors.pos.shape[1], device=self.seq_len.device)
         inside = t[None, :] < self.seq_len[:, None]
-        return inside & self.sensors.valid.all(dim=-1)
+        ok = self.frame_valid if self.frame_valid is not None else self.sensors.valid.all(dim=-1)
+        return inside & ok
 
 
 @dataclass

@@ -23,6 +23,12 @@ REQUIRED: Any = _Required()
 KINDS = ("body_model", "motion_source", "sensor_source", "estimator", "loss", "metric")
 
 
+def plural(kind: str) -> str:
+    """`body_model` -> `body models`, `loss` -> `losses` (for messages and tables)."""
+    words = kind.replace("_", " ")
+    return words + ("es" if words.endswith("s") else "s")
+
+
 @dataclass(frozen=True)
 class ComponentRef:
     """Parameter type for a nested component spec, e.g. a sensor source's `motions: {use: bvh, ...}`."""

@@ -19,7 +19,7 @@ import pluggy
 
 from empose_framework import hookspecs
 from empose_framework.errors import PluginError
-from empose_framework.params import KINDS, REQUIRED, ComponentRef
+from empose_framework.params import KINDS, REQUIRED, ComponentRef, plural
 
 ENTRY_POINT_GROUP = "empose"
 DISABLE_ENV = "EMPOSE_DISABLE_PLUGINS"
@@ -80,7 +80,9 @@ def _dist_of(ep) -> tuple[str, str]:
 class Registry:
     """Typed access to everything the installed plugins provide."""
 
-    def __init__(self, disabled: set[str] = frozenset(), strict: bool = False):
+    def __init__(self, disabled=frozenset(), strict: bool = False, extra_plugins=(), entry_points: bool = True):
+        """`extra_plugins`: (name, module-or-object) pairs registered besides the entry points
+        (tests, notebooks); `entry_points=False` skips discovery."""
         self.pm = pluggy.PluginManager(ENTRY_POINT_GROUP)
         self.pm.add_hookspecs(hookspecs)
         self.disabled = set(disabled)
@@ -88,7 +90,10 @@ class Registry:
         self.failures: list[PluginFailure] = []
         self.plugins: dict[str, tuple[str, str]] = {}  # plugin name -> (distribution, version)
         self._entries: dict[str, dict[str, ComponentEntry]] = {k: {} for k in KINDS}
-        self._load_entry_points()
+        if entry_points:
+            self._load_entry_points()
+        for name, plugin in extra_plugins:
+            self.register_plugin(plugin, name)
         for kind, hook in hookspecs.KIND_HOOKS.items():
             self._collect(kind, hook)
 
@@ -112,7 +117,6 @@ class Registry:
             self.register_plugin(module, ep.name, dist, version)
 
     def register_plugin(self, module: Any, name: str, distribution: str = "local", version: str = "?") -> None:
-        """Register a plugin object directly (tests, notebooks); entry points are the normal path."""
         self.pm.register(module, name=name)
         self.plugins[name] = (distribution, version)
 
@@ -155,7 +159,7 @@ class Registry:
         hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
         where = f"{where}: " if where else ""
         raise PluginError(
-            f"{where}unknown {kind} '{name}'.{hint} Installed {kind}s: {', '.join(sorted(table)) or 'none'}. "
+            f"{where}unknown {kind} '{name}'.{hint} Installed {plural(kind)}: {', '.join(sorted(table)) or 'none'}. "
             "`empose list-plugins` shows every installed component and the package that provides it."
         )
 

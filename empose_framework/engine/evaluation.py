@@ -1,0 +1,154 @@
+"""Evaluation: whole sequences in chunks (reference §10.1), validation windows, and the tables.
+
+Whole-sequence protocol: every sequence (root-normalised by its source) runs through the estimator in
+consecutive chunks of `chunk` frames (the last one shorter; `null` = one chunk), recurrent state
+carried from chunk to chunk; the shape used for the metrics of the whole sequence is the prediction's
+first frame of the first chunk (the ground-truth shape when the estimator predicts none). Metric
+errors are computed on the whole sequence, then the frames of `Batch.frame_mask()` are kept.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import torch
+
+from empose_framework.engine.pooling import MetricInfo, Pool
+from empose_framework.interfaces import Batch, BodyPose, Estimator, Metric, Prediction
+
+
+@dataclass
+class NamedMetric:
+    name: str
+    metric: Metric
+
+    @property
+    def info(self) -> MetricInfo:
+        return MetricInfo(self.name, getattr(self.metric, "unit", ""))
+
+
+def _sequence_betas(pred: BodyPose, target: BodyPose | None) -> torch.Tensor:
+    """(B, K): the first frame's shape when the estimator predicts per-frame shapes."""
+    betas = pred.betas
+    if betas is None:
+        return target.betas if target.betas.dim() == 2 else target.betas[:, 0]
+    return betas[:, 0] if betas.dim() == pred.pose.dim() - 1 else betas
+
+
+def predict_sequence(estimator: Estimator, batch: Batch, chunk: int | None) -> BodyPose:
+    """Predict a batch of whole sequences; chunks continue the estimator's recurrent state (§10.1)."""
+    n_frames = batch.sensors.pos.shape[1]
+    if chunk is None or chunk >= n_frames:
+        pred = estimator(batch.sensors, batch.seq_len, batch.offsets).pose
+        return BodyPose(pred.pose, _sequence_betas(pred, batch.target), pred.trans)
+    poses, betas = [], None
+    state = None
+    for start in range(0, n_frames, chunk):
+        stop = min(start + chunk, n_frames)
+        seq_len = (batch.seq_len - start).clamp(0, stop - start)
+        out, state = estimator.forward_chunk(batch.sensors.frames(start, stop), seq_len, batch.offsets, state)
+        poses.append(out.pose.pose)
+        if betas is None:
+            betas = _sequence_betas(out.pose, batch.target)
+    return BodyPose(torch.cat(poses, dim=1), betas)
+
+
+def metric_errors(metrics: list[NamedMetric], pred: BodyPose, batch: Batch) -> dict[str, list[np.ndarray]]:
+    """Per metric and batch entry: the (n, E) errors of the selected frames (§9 frame selection)."""
+    mask = batch.frame_mask()
+    bsz, n_frames = mask.shape
+    out: dict[str, list[np.ndarray]] = {}
+    for m in metrics:
+        err = m.metric.errors(pred, batch.target).reshape(bsz, n_frames, -1)
+        keep = mask
+        support = int(getattr(m.metric, "temporal_support", 1))
+        if support > 1:  # a frame counts only when every frame its error looks at counts
+            padded = torch.cat([mask.new_zeros(bsz, support - 1), mask], dim=1).float()
+            keep = padded.unfold(1, support, 1).min(dim=-1).values.bool()
+        keep = keep & torch.isfinite(err).all(dim=-1)
+        out[m.name] = [err[b][keep[b]].double().cpu().numpy() for b in range(bsz)]
+    return out
+
+
+@torch.no_grad()
+def evaluate_sequences(
+    estimator: Estimator, batches: Iterable[Batch], metrics: list[NamedMetric], chunk: int | None, progress=None
+) -> Pool:
+    """The per-sequence table of one test set (`progress(seq_id)` is called after each sequence)."""
+    was_training = estimator.training
+    estimator.eval()
+    pool = Pool([m.info for m in metrics])
+    try:
+        for batch in batches:
+            pred = predict_sequence(estimator, batch, chunk)
+            per_metric = metric_errors(metrics, _with_target_shape(pred, batch), batch)
+            used = batch.frame_mask().sum(dim=1).tolist()
+            for b, seq_id in enumerate(batch.ids):
+                pool.add(seq_id, int(batch.seq_len[b]), int(used[b]), {k: v[b] for k, v in per_metric.items()})
+                if progress is not None:
+                    progress(seq_id)
+    finally:
+        estimator.train(was_training)
+    return pool
+
+
+def _with_target_shape(pred: BodyPose, batch: Batch) -> BodyPose:
+    return pred if pred.betas is not None else BodyPose(pred.pose, batch.target.betas, pred.trans)
+
+
+# ---------------------------------------------------------------------------------- tables
+
+
+def table_rows_for_json(pool: Pool) -> dict:
+    rows = pool.rows()
+    metrics = {m.name: {"unit": m.unit, "header": m.header} for m in pool.metrics}
+
+    def clean(row):
+        out = {"sequence": row["sequence"], "frames": row["frames"], "used_frames": row["used_frames"]}
+        for m in pool.metrics:
+            mean, std = row[f"{m.name}_mean"], row[f"{m.name}_std"]
+            out[m.name] = {"mean": None if math.isnan(mean) else mean, "std": None if math.isnan(std) else std}
+        return out
+
+    return {"metrics": metrics, "sequences": [clean(r) for r in rows[:-1]], "overall": clean(rows[-1])}
+
+
+def write_table(pool: Pool, folder: Path, name: str, extra: dict | None = None) -> tuple[Path, Path]:
+    """`<folder>/<name>.csv` (one row per sequence, then `overall`) and `<name>.json`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = pool.rows()
+    csv_path, json_path = folder / f"{name}.csv", folder / f"{name}.json"
+    with csv_path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0].keys()))
+        writer.writeheader()
+        writer.writerows(rows)
+    payload = {"set": name, **(extra or {}), **table_rows_for_json(pool)}
+    json_path.write_text(json.dumps(payload, indent=2))
+    return csv_path, json_path
+
+
+def render_table(pool: Pool, title: str):
+    """A rich Table: #, sequence, frames, then mean and std of each metric; the overall row last."""
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    table.add_column("#", justify="right")
+    table.add_column("sequence")
+    table.add_column("frames", justify="right")
+    for m in pool.metrics:
+        table.add_column(m.header, justify="right")
+        table.add_column("std", justify="right")
+    rows = pool.rows()
+    for i, row in enumerate(rows):
+        last = i == len(rows) - 1
+        cells = ["" if last else str(i), "Overall average" if last else row["sequence"], str(row["used_frames"])]
+        for m in pool.metrics:
+            cells += [f"{row[f'{m.name}_mean']:.2f}", f"{row[f'{m.name}_std']:.2f}"]
+        table.add_row(*cells, style="bold" if last else None, end_section=(i == len(rows) - 2))
+    return table

@@ -1,0 +1,216 @@
+"""`virtual_em`: EM sensors synthesised on a body model from any motion source (§4, §6.2-§6.4).
+
+Per batch, on the batch's device: crop windows, make the first frame's root the identity and the
+translation zero (§6.3 step 1), pose the body and read the sensor frames at the chosen sites with
+`body_model.sensor_frames` (sparse skinning, all windows at once), displaced by per-subject offsets
+(p + R t, R r; §4.5), then add noise when training.
+
+Deterministic evaluation (fixes §13 item 18): with `train=False` (and in `sequences`) the order is
+fixed, crops are the middle ones, sequence i uses subject i mod N's mean offsets, and there is no
+noise, so validation inputs are identical every time. With `train=True`, everything random (order,
+crops, subjects, offset draws, noise) comes from one generator seeded by `seed`.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from empose_framework.errors import DataError, EmposeError
+from empose_framework.interfaces import Batch, BodyModel, BodyPose, MotionSource, SensorFrames, SensorOffsets, SensorSource
+from empose_framework.params import ComponentRef, Param
+from empose_em.batching import crop_starts, inside_mask, normalise_root, pad_stack
+from empose_em.noise import spherical_noise, suppression_mask
+from empose_em.npzio import expand_env
+from empose_em.offsets import OffsetBank, embedded_bank, load_bank, zero_bank
+from empose_em.sensor_sets import EM12, resolve_sensors
+
+WHERE = "sensor source 'virtual_em'"
+#: Sites between which the spherical-noise reference length (thigh length) is measured.
+REF_SITES = ("r_thigh", "r_shank")
+
+
+class VirtualEM(SensorSource):
+    """Virtual EM sensors synthesised from any motion source on any body model (offsets, noise)."""
+
+    params = (
+        Param("motions", ComponentRef("motion_source"), doc="motions to put the sensors on"),
+        Param("sensors", str | int | list[str], "em12", "'em6', 'em12' (or 6, 12) or a list of body-model site names"),
+        Param(
+            "offsets", str | None, "embedded",
+            "'embedded' (built-in subjects), a folder of <subject>_offsets.npz (e.g. ${EM_DATA_REAL}), "
+            "one such file, or null (zero offsets)",
+        ),
+        Param(
+            "offset_noise", int, 0,
+            "training offsets (§6.3): -1 subject means, 0 one draw per sequence, 1 a draw per frame, "
+            "2 zero translation, 3 zero translation and identity rotation",
+            choices=(-1, 0, 1, 2, 3),
+        ),
+        Param("spherical_noise_strength", float, 0.0, "max displacement, as a fraction of half the thigh length (0..1)"),
+        Param("spherical_noise_length", float, 0.0, "fraction of each window displaced (0..1); 0 = off"),
+        Param("suppression_noise_length", float, 0.0, "fraction of each window with sensors dropped (0..1); 0 = off"),
+        Param("noise_sensors", int, 1, "sensors per window affected by spherical or suppression noise"),
+        Param("suppression_value", float, 0.0, "value written into dropped readings (they are also marked invalid)"),
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        motions: MotionSource,
+        sensors="em12",
+        offsets: str | None = "embedded",
+        offset_noise: int = 0,
+        spherical_noise_strength: float = 0.0,
+        spherical_noise_length: float = 0.0,
+        suppression_noise_length: float = 0.0,
+        noise_sensors: int = 1,
+        suppression_value: float = 0.0,
+        *,
+        body_model: BodyModel,
+    ):
+        self.motions = motions
+        self.body_model = body_model
+        self.sensor_names = resolve_sensors(sensors, body_model.sensor_sites, WHERE)
+        if len(motions) == 0:
+            raise DataError(f"{WHERE}: the motion source {type(motions).__name__} holds no motions.")
+        if offset_noise not in (-1, 0, 1, 2, 3):
+            raise EmposeError(f"{WHERE}: 'offset_noise' must be -1, 0, 1, 2 or 3 (reference §6.3), got {offset_noise}.")
+        for name, value in (
+            ("spherical_noise_strength", spherical_noise_strength),
+            ("spherical_noise_length", spherical_noise_length),
+            ("suppression_noise_length", suppression_noise_length),
+        ):
+            if not 0.0 <= value <= 1.0:
+                raise EmposeError(f"{WHERE}: '{name}' must lie in [0, 1], got {value}.")
+        if spherical_noise_strength > 0 and spherical_noise_length == 0:
+            raise EmposeError(
+                f"{WHERE}: 'spherical_noise_strength' is {spherical_noise_strength} but 'spherical_noise_length' "
+                "is 0, so no frame would be perturbed; set a window fraction in (0, 1] or the strength to 0."
+            )
+        noisy = spherical_noise_length > 0 or suppression_noise_length > 0
+        if noisy and not 1 <= noise_sensors <= len(self.sensor_names):
+            raise EmposeError(
+                f"{WHERE}: 'noise_sensors' must be between 1 and the number of sensors ({len(self.sensor_names)}), "
+                f"got {noise_sensors}."
+            )
+        if spherical_noise_length > 0:
+            missing = [s for s in REF_SITES if s not in body_model.sensor_sites]
+            if missing:
+                raise EmposeError(
+                    f"{WHERE}: spherical noise scales with the thigh length, measured between the sites "
+                    f"{REF_SITES}, but the body model has no site {missing}. Turn spherical noise off."
+                )
+        self.offset_noise = offset_noise
+        self.sph_strength, self.sph_length = spherical_noise_strength, spherical_noise_length
+        self.sup_length, self.noise_sensors, self.sup_value = suppression_noise_length, noise_sensors, suppression_value
+        self.offsets = self._bank(offsets).select(self.sensor_names)
+
+    def _bank(self, offsets: str | None) -> OffsetBank:
+        if offsets is None:
+            return zero_bank(self.sensor_names)
+        if offsets == "embedded":
+            return embedded_bank(self.sensor_names)
+        path, env = expand_env(offsets, WHERE)
+        bank = load_bank(path, WHERE, env)
+        unknown = [s for s in self.sensor_names if s not in EM12]
+        if len(unknown) == len(self.sensor_names):
+            raise EmposeError(
+                f"{WHERE}: the offsets files in {path} cover the 12 EM-POSE sites, none of which is among the "
+                f"requested sensors {list(self.sensor_names)}; use 'offsets: embedded' or null."
+            )
+        return bank
+
+    # ------------------------------------------------------------------ iteration
+    def windows(self, batch_size: int, window: int, *, train: bool, seed: int, device="cpu") -> Iterator[Batch]:
+        gen = torch.Generator().manual_seed(int(seed)) if train else None
+        n = len(self.motions)
+        order = torch.randperm(n, generator=gen).numpy() if train else np.arange(n)
+        for k in range(0, n, batch_size):
+            idx = order[k : k + batch_size]
+            motions = [self.motions[int(i)] for i in idx]
+            lengths = np.array([len(m) for m in motions])
+            starts = crop_starts(lengths, window, train, gen)
+            stops = np.minimum(starts + window, lengths)
+            if train:
+                subjects = torch.randint(len(self.offsets), (len(idx),), generator=gen).numpy()
+            else:
+                subjects = idx % len(self.offsets)
+            yield self._batch(motions, starts, stops, subjects, gen, device)
+
+    def sequences(self, device="cpu") -> Iterator[Batch]:
+        for i in range(len(self.motions)):
+            m = self.motions[i]
+            yield self._batch([m], np.array([0]), np.array([len(m)]), np.array([i % len(self.offsets)]), None, device)
+
+    # ------------------------------------------------------------------ synthesis
+    @torch.no_grad()
+    def _batch(self, motions, starts, stops, subjects, gen: torch.Generator | None, device) -> Batch:
+        """Synthesise one batch; `gen` None means evaluation (subject means, no noise)."""
+        bm = self.body_model.to(device)
+        for m in motions:
+            if m.pose.ndim != 3 or m.pose.shape[-1] != 3 or len(m) == 0:
+                raise DataError(f"{WHERE}: motion '{m.id}' has pose shape {m.pose.shape}, expected (T>0, J, 3).")
+        t_max = int((stops - starts).max())
+        pose = pad_stack([m.pose[a:b] for m, a, b in zip(motions, starts, stops)], t_max)
+        seq_len = torch.as_tensor(stops - starts, device=device)
+        pose = torch.as_tensor(pose, device=device)
+        betas = torch.as_tensor(np.stack([_fit(m.betas, bm.n_betas) for m in motions]), device=device)
+        inside = inside_mask(seq_len, t_max)
+        pose, _ = normalise_root(pose, inside)
+        b, s = len(motions), len(self.sensor_names)
+        trans = torch.zeros(b, t_max, 3, device=device)
+        target = BodyPose(pose, betas, trans)
+
+        t_off, r_off, model_offsets = self._offsets(torch.as_tensor(subjects, device=device), b, t_max, gen, device)
+        pos, ori = bm.sensor_frames(target, self.sensor_names, SensorOffsets(t_off, r_off))
+        keep = inside[:, :, None]
+        pos = torch.where(keep[..., None], pos, torch.zeros_like(pos))
+        ori = torch.where(keep[..., None, None], ori, torch.zeros_like(ori))
+        valid = keep.expand(b, t_max, s).clone()
+
+        if gen is not None and self.sph_length > 0:
+            ref_pos, _ = bm.sensor_frames(BodyPose(pose[:, :1], betas, trans[:, :1]), REF_SITES)
+            ref_len = (ref_pos[:, 0, 0] - ref_pos[:, 0, 1]).norm(dim=-1)
+            pos = spherical_noise(pos, seq_len, ref_len, self.sph_strength, self.sph_length, self.noise_sensors, gen)
+            pos = torch.where(keep[..., None], pos, torch.zeros_like(pos))
+        if gen is not None and self.sup_length > 0:
+            drop = suppression_mask(seq_len, t_max, s, self.sup_length, self.noise_sensors, gen).to(device) & keep
+            valid &= ~drop
+            pos = torch.where(drop[..., None], torch.full_like(pos, self.sup_value), pos)
+            ori = torch.where(drop[..., None, None], torch.full_like(ori, self.sup_value), ori)
+
+        sensors = SensorFrames(pos, ori, valid, self.sensor_names)
+        ids = [m.id for m in motions]
+        # Suppressed sensors do not spoil the ground truth: the frame still counts (as in the original).
+        return Batch(sensors, target, seq_len, ids, model_offsets, frame_valid=inside)
+
+    def _offsets(self, subj: torch.Tensor, b: int, t: int, gen, device):
+        """Offsets to synthesise with, and those handed to the model (§6.3 step 3: always the subject
+        means, identity rotation at level 3, even when the synthesis used sampled or zero values)."""
+        means, sqrt_cov, r = self.offsets.tensors(device)
+        m, rr = means[subj], r[subj]  # (B, S, 3), (B, S, 3, 3)
+        level = self.offset_noise if gen is not None else -1
+        s = m.shape[1]
+        if level == 3:
+            rr = torch.eye(3, device=device).expand(b, s, 3, 3)
+        model = SensorOffsets(m, rr)
+        if level == -1:
+            return m, rr, model
+        if level == 0:
+            z = torch.randn(b, s, 3, 1, generator=gen).to(device)
+            return m + (sqrt_cov[subj] @ z)[..., 0], rr, model
+        if level == 1:
+            z = torch.randn(b, t, s, 3, 1, generator=gen).to(device)
+            t_off = m[:, None] + (sqrt_cov[subj][:, None] @ z)[..., 0]
+            return t_off, rr[:, None].expand(b, t, s, 3, 3), model
+        return torch.zeros_like(m), rr, model
+
+
+def _fit(betas: np.ndarray, k: int) -> np.ndarray:
+    """Betas truncated (as the original) or zero-padded to the body model's K, float32."""
+    out = np.zeros(k, dtype=np.float32)
+    n = min(k, betas.shape[-1])
+    out[:n] = betas[:n]
+    return out

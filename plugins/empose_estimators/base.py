@@ -1,0 +1,172 @@
+"""What the three EM-POSE estimators share: the input vector, sizes from the components, shape
+averaging, and the streaming state plumbing.
+
+Streaming contract (all causal estimators): `reset()` starts a sequence; `step(frames)` takes the
+next T >= 1 frames of every stream (B streams in lockstep, no padding) and continues the recurrent
+state, detached between calls so memory stays flat. `forward()` is `reset()` + one `step()` on the
+whole window, except that it honours `seq_len` padding. So streaming frame by frame equals the windowed
+forward on the same frames whenever nothing looks across frames in both directions: in eval mode
+(BatchNorm per frame) and with shape averaging off or causal (`causal_shape_average`). With window
+shape averaging (the original's), a `step()` averages over the frames it is given: frame by frame
+that is a per-frame shape, and reset + `step(chunk)` per chunk is the original's chunked evaluation
+(reference §10.1: LSTM state carried, shape averaged per chunk).
+
+`Prediction.extras` keys written by every estimator here:
+- `loss_form`: "l1" (LGD, reference §8.3) or "mse" (ResNet/RNN, §8.2): what the `pose` loss uses by default;
+- `shape_estimated`: False when the estimator predicts no shape (betas are then zeros; the original
+  uses ground-truth betas for its metrics in that case, §10.1);
+- `sensors`: the SensorFrames the network saw (its own sensors, invalid readings zeroed);
+- `offsets`: the SensorOffsets of those sensors (or None).
+LGD adds `iterates` and `sensor_iterates` (see `empose_estimators.lgd`).
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from dataclasses import dataclass
+
+import torch
+
+from empose_framework.errors import EmposeError
+from empose_framework.interfaces import BodyPose, Estimator, Prediction, SensorFrames, SensorOffsets
+from empose_framework.params import Param
+
+IO_PARAMS = (
+    Param("use_pos", bool, True, "feed sensor positions (3 per sensor) to the network"),
+    Param("use_ori", bool, True, "feed sensor orientations (9 per sensor, rotation matrices row-major)"),
+)
+
+SHAPE_AVERAGE_PARAMS = (
+    Param("average_shape", bool, False, "one shape per window: average the per-frame shapes over the window's "
+          "frames (padding included, as the original)"),
+    Param("causal_shape_average", bool, False, "with average_shape: average over the frames seen so far instead "
+          "of the whole window, so that windowed and streamed outputs agree frame by frame"),
+)  # fmt: skip
+
+
+@dataclass
+class Inputs:
+    """An estimator's view of a batch: the input vector and what the losses and LGD need."""
+
+    x: torch.Tensor  # (B, T, D)
+    seen: SensorFrames  # own sensors, masked
+    frame_mask: torch.Tensor  # (B, T) bool: inside seq_len and every given sensor valid
+    seq_len: torch.Tensor  # (B,)
+    offsets: SensorOffsets | None  # own sensors' offsets
+
+
+class EMPoseEstimator(Estimator):
+    """Common base: sizes from the body model and sensor names, input building, streaming."""
+
+    streamable = True
+
+    def _init_io(self, body_model, sensor_names, use_pos: bool, use_ori: bool) -> None:
+        """Record sizes from the components. The body model is kept out of the module (no parameters,
+        buffers or state_dict keys of its own; reference §13 item 29); move it to the device yourself."""
+        if not (use_pos or use_ori):
+            raise EmposeError(
+                f"estimator {type(self).__name__}: use_pos and use_ori are both false, so the network would "
+                "see no input. Set at least one of them to true in the recipe's estimator section."
+            )
+        names = tuple(sensor_names or ())
+        if not names:
+            raise EmposeError(f"estimator {type(self).__name__}: no sensor names given; it needs at least one sensor.")
+        self._body = (body_model,)  # a tuple keeps nn.Module from registering it
+        self.sensor_names = names
+        self.use_pos, self.use_ori = bool(use_pos), bool(use_ori)
+        self.n_joints = int(body_model.n_pose_joints)
+        self.n_betas = int(body_model.n_betas)
+        self.pose_size = 3 * self.n_joints
+        self.input_size = len(names) * (3 * self.use_pos + 9 * self.use_ori)
+        self._stream = None
+
+    @property
+    def body_model(self):
+        return self._body[0]
+
+    # ------------------------------------------------------------------ inputs
+    def _inputs(self, sensors: SensorFrames, seq_len: torch.Tensor, offsets: SensorOffsets | None) -> Inputs:
+        """Select this estimator's sensors, zero invalid readings (the original's behaviour) and build
+        the per-frame input [positions sensor-major (S*3), orientations row-major (S*9)] (§7.1)."""
+        b, t = sensors.pos.shape[:2]
+        inside = torch.arange(t, device=sensors.pos.device)[None, :] < seq_len.to(sensors.pos.device)[:, None]
+        frame_mask = inside & sensors.valid.all(dim=-1)
+        if tuple(sensors.names) != self.sensor_names:
+            missing = [n for n in self.sensor_names if n not in sensors.names]
+            if missing:
+                raise EmposeError(
+                    f"estimator {type(self).__name__} was built for sensors {list(self.sensor_names)} but the "
+                    f"data has no {missing} (it has {list(sensors.names)}). Use data with these sensors, or "
+                    "a model trained for the data's sensor set."
+                )
+            idx = [list(sensors.names).index(n) for n in self.sensor_names]
+            if offsets is not None:
+                offsets = SensorOffsets(offsets.t[:, idx], offsets.r[:, idx])
+            sensors = sensors.select(self.sensor_names)
+        seen = sensors.masked(0.0)
+        parts = []
+        if self.use_pos:
+            parts.append(seen.pos.reshape(b, t, -1))
+        if self.use_ori:
+            parts.append(seen.ori.reshape(b, t, -1))
+        return Inputs(torch.cat(parts, dim=-1), seen, frame_mask, seq_len, offsets)
+
+    def _prediction(self, inp: Inputs, pose: torch.Tensor, betas: torch.Tensor | None, **extras) -> Prediction:
+        """Wrap flat outputs (B, T, 3J) and (B, T, K) or None into a Prediction with the common extras."""
+        b, t = pose.shape[:2]
+        estimated = betas is not None
+        if betas is None:
+            betas = pose.new_zeros(b, t, self.n_betas)
+        common = {"loss_form": self.loss_form, "shape_estimated": estimated, "sensors": inp.seen, "offsets": inp.offsets}
+        return Prediction(BodyPose(pose.reshape(b, t, self.n_joints, 3), betas), {**common, **extras})
+
+    # ------------------------------------------------------------------ streaming
+    def forward(self, sensors: SensorFrames, seq_len: torch.Tensor, offsets: SensorOffsets | None = None) -> Prediction:
+        prediction, _ = self._run(self._inputs(sensors, seq_len, offsets), None, padded=True)
+        return prediction
+
+    def reset(self) -> None:
+        self._stream = None
+
+    def step(self, frame: SensorFrames, offsets: SensorOffsets | None = None) -> Prediction:
+        """The next T >= 1 frames of B lockstep streams, continuing from everything since `reset()`."""
+        b, t = frame.pos.shape[:2]
+        if self._stream is not None and self._stream["batch"] != b:
+            raise EmposeError(
+                f"estimator {type(self).__name__}: step() got {b} streams but the stream started with "
+                f"{self._stream['batch']}. Call reset() before starting streams of another batch size."
+            )
+        seq_len = torch.full((b,), t, dtype=torch.long, device=frame.pos.device)
+        prediction, state = self._run(self._inputs(frame, seq_len, offsets), self._stream, padded=False)
+        self._stream = {**_detach(state), "batch": b}
+        return prediction
+
+    @abstractmethod
+    def _run(self, inp: Inputs, state: dict | None, padded: bool) -> tuple[Prediction, dict]:
+        """Estimate from `inp` given the streaming `state` (None: a new sequence); return the new state.
+        `padded`: `inp.seq_len` may be shorter than T (windowed forward); False for `step()`."""
+
+
+def average_over_time(x: torch.Tensor, causal: bool, state: tuple | None = None):
+    """Mean of x (B, T, K) over frames, broadcast to every frame: over the whole window, or (causal)
+    over the frames up to each frame, continuing the running `state` (sum (B, K), count). Returns
+    (averaged, new state); the window mode carries nothing."""
+    if not causal:
+        return x.mean(dim=1, keepdim=True).expand_as(x), None
+    total = x.cumsum(dim=1)
+    count = torch.arange(1, x.shape[1] + 1, device=x.device, dtype=x.dtype)
+    if state is not None:
+        total = total + state[0][:, None]
+        count = count + state[1]
+    return total / count[None, :, None], (total[:, -1], count[-1])
+
+
+def _detach(obj):
+    """Detach every tensor of a nested state (dict/list/tuple), so streaming never grows a graph."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach()
+    if isinstance(obj, dict):
+        return {k: _detach(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_detach(v) for v in obj)
+    return obj

@@ -1,0 +1,106 @@
+"""Joint names, the SMPL body-joint layout, and mapping stored motions onto a body model's joints.
+
+Stored motions (AMASS, 3DPW, the original's LMDBs) use the 22 SMPL/SMPL-H body joints in the order
+of reference §2.2. Body models name their joints in either style ("l_hip" or "left_hip", "root" or
+"pelvis"); `canonical` reduces both to one spelling so lookups never depend on the style.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import zlib
+from typing import Sequence
+
+import numpy as np
+
+from empose_framework.errors import DataError, EmposeError
+
+#: The 22 SMPL/SMPL-H body joints, stored order (reference §2.2).
+SMPL_BODY_JOINTS = (
+    "root", "l_hip", "r_hip", "spine1", "l_knee", "r_knee", "spine2", "l_ankle", "r_ankle", "spine3",
+    "l_foot", "r_foot", "neck", "l_collar", "r_collar", "head", "l_shoulder", "r_shoulder", "l_elbow",
+    "r_elbow", "l_wrist", "r_wrist",
+)
+SMPL_BODY_PARENTS = (-1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19)
+
+_ALIASES = {"pelvis": "root", "hips": "root"}
+
+
+def canonical(name: str) -> str:
+    """`left_hip`, `L_Hip`, `l_hip` -> `l_hip`; `pelvis` -> `root`."""
+    n = name.strip().lower().replace("-", "_").replace(" ", "_")
+    for long, short in (("left_", "l_"), ("right_", "r_")):
+        if n.startswith(long):
+            n = short + n[len(long):]
+    return _ALIASES.get(n, n)
+
+
+def pose_joint_index(body_model, what: str) -> dict[str, int]:
+    """Canonical name -> index among the body model's `n_pose_joints` leading joints."""
+    names = list(body_model.joint_names)[: body_model.n_pose_joints]
+    index = {canonical(n): i for i, n in enumerate(names)}
+    missing = [n for n in SMPL_BODY_JOINTS if n not in index]
+    if missing:
+        raise EmposeError(
+            f"{what} needs a body model with the 22 SMPL body joints, but {type(body_model).__name__}'s "
+            f"first {body_model.n_pose_joints} joints lack {missing[:5]}{'...' if len(missing) > 5 else ''} "
+            f"(its joints: {names[:8]}...). Use the `smplh` or `embedded` body model, or a model whose "
+            "pose joints carry SMPL names."
+        )
+    return index
+
+
+def smpl_to_body_layout(pose: np.ndarray, body_model, what: str) -> np.ndarray:
+    """Reorder SMPL-layout poses (T, 22, 3) into the body model's pose joints (T, J, 3).
+
+    Joints the body model has beyond the SMPL body keep identity (zero) rotations."""
+    index = pose_joint_index(body_model, what)
+    out = np.zeros((pose.shape[0], body_model.n_pose_joints, 3), dtype=np.float32)
+    for k, name in enumerate(SMPL_BODY_JOINTS):
+        out[:, index[name]] = pose[:, k]
+    return out
+
+
+def fit_betas(betas: np.ndarray, n_betas: int) -> np.ndarray:
+    """Shape coefficients resized to the body model's K: extra ones dropped (as the original does with
+    AMASS's 16), missing ones zero (the mean shape along those directions)."""
+    out = np.zeros(n_betas, dtype=np.float32)
+    k = min(n_betas, betas.shape[0])
+    out[:k] = betas[:k]
+    return out
+
+
+# --------------------------------------------------------------------------- subsets of a collection
+
+SPLITS = ("all", "train", "valid", "test")
+
+
+def split_of(seq_id: str) -> str:
+    """Deterministic split of a sequence id: crc32 buckets 0-7 train, 8 valid, 9 test (80/10/10).
+
+    Hashing the id (not the position) keeps a sequence in its split when files are added or removed."""
+    bucket = zlib.crc32(seq_id.encode("utf-8")) % 10
+    return "train" if bucket < 8 else ("valid" if bucket == 8 else "test")
+
+
+def select_ids(ids: Sequence[str], split: str, include: Sequence[str] | None, exclude: Sequence[str] | None,
+               where: str) -> list[int]:
+    """Positions of `ids` in `split` that match any `include` glob (all if None) and no `exclude` glob."""
+    if split not in SPLITS:
+        raise EmposeError(f"{where}: split must be one of {', '.join(SPLITS)}, not {split!r}.")
+    keep = []
+    for i, sid in enumerate(ids):
+        if split != "all" and split_of(sid) != split:
+            continue
+        if include and not any(fnmatch.fnmatchcase(sid, p) for p in include):
+            continue
+        if exclude and any(fnmatch.fnmatchcase(sid, p) for p in exclude):
+            continue
+        keep.append(i)
+    if not keep:
+        raise DataError(
+            f"{where}: no sequence left after selecting split={split!r}, include={list(include or [])}, "
+            f"exclude={list(exclude or [])} among {len(ids)} sequences (e.g. {list(ids[:3])}). Loosen the "
+            "filters or use split: all."
+        )
+    return keep

@@ -1,0 +1,386 @@
+"""One skinned body model for every file in the SMPL-H npz layout, driven by smplx's skinning pieces.
+
+`NpzBodyModel` poses the mesh with smplx's `blend_shapes`, `vertices2joints` and
+`batch_rigid_transform` (the SMPL-H convention of reference §3.1: shape and pose blend shapes, joints
+regressed from the shaped template, linear blend skinning, the root rotating about the rest pelvis
+J0(beta), `trans` added afterwards; flat hands unless a 52-joint pose is given). `SMPLH` reads the
+licensed file, `EmbeddedBody` the generated one; nothing else differs.
+
+Sensor frames follow reference §4. The fast path (`sensor_frames`) skins only the vertices the sites
+need: the site vertices, their helper vertices and every vertex of a face touching a site, with the
+joints computed from the precomputed J_regressor·v_template and J_regressor·shapedirs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar, Sequence
+
+import numpy as np
+import torch
+from smplx.lbs import batch_rigid_transform, blend_shapes, vertices2joints
+
+from empose_framework.errors import EmposeError
+from empose_framework.geometry import aa_to_rotmat
+from empose_framework.interfaces import BodyModel, BodyOutput, BodyPose, SensorOffsets
+from empose_framework.params import Param
+from empose_smplh.constants import (
+    JOINT_NAMES,
+    N_POSE_JOINTS,
+    PARENTS,
+    SENSOR_SITE_NAMES,
+    SMPLH_N_VERTICES,
+    SMPLH_SENSOR_VERTICES,
+)
+from empose_smplh.npz import DEFAULT_SMPLH_PATH, load_model_npz, resolve_smplh_path
+
+DTYPE = torch.float32
+CHUNK = 1024  # frames skinned at once when full vertices are asked for (bounds memory: CHUNK x V x 16)
+
+
+def helper_vertices(faces: np.ndarray, vertex_ids: Sequence[int]) -> np.ndarray:
+    """The helper (neighbour) vertex of each vertex, reference §4.3: among the faces containing v, take
+    the one with the highest index, then its first vertex in stored winding order that is not v. This
+    fixes the x-axis of each sensor frame and so the meaning of measured sensor offsets."""
+    out = []
+    for v in vertex_ids:
+        rows = np.nonzero((faces == v).any(axis=1))[0]
+        if rows.size == 0:
+            raise EmposeError(f"sensor-site vertex {v} belongs to no face of the mesh; it cannot carry a sensor frame.")
+        face = faces[rows.max()]
+        out.append(int(next(u for u in face if u != v)))
+    return np.asarray(out, dtype=np.int64)
+
+
+def frames_from_vertices(verts, faces, incidence, site, helper):
+    """Sensor frames (reference §4.2-4.4) from posed vertices `verts (N, U, 3)`: positions (N, S, 3)
+    and rotations (N, S, 3, 3) with columns x, y, z. `faces (F, 3)` index `verts`; `incidence (S, F)`
+    averages the un-normalised normals of the faces around each site."""
+    v0, v1, v2 = verts[:, faces[:, 0]], verts[:, faces[:, 1]], verts[:, faces[:, 2]]
+    face_n = torch.linalg.cross(v1 - v0, v2 - v0)
+    z = _normalise(torch.einsum("sf,nfc->nsc", incidence, face_n))
+    p = verts[:, site]
+    u = _normalise(verts[:, helper] - p)
+    y = _normalise(torch.linalg.cross(z, u))
+    x = _normalise(torch.linalg.cross(y, z))
+    return p, torch.stack([x, y, z], dim=-1)
+
+
+def _normalise(v: torch.Tensor) -> torch.Tensor:
+    return v / v.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+
+
+@dataclass
+class _Sparse:
+    """Precomputed rows for skinning only the vertices a set of sensor sites needs."""
+
+    v_template: torch.Tensor  # (U, 3)
+    shapedirs: torch.Tensor  # (U, 3, K)
+    posedirs: torch.Tensor | None  # (P, U * 3)
+    weights: torch.Tensor  # (U, Jsub)
+    joints: torch.Tensor  # (Jsub,) joint ids the needed vertices depend on (ancestor-closed, sorted)
+    parents: torch.Tensor  # (Jsub,) parents within the subset (CPU)
+    faces: torch.Tensor  # (Fl, 3) faces around the sites, indexing the U vertices
+    incidence: torch.Tensor  # (S, Fl)
+    site: torch.Tensor  # (S,)
+    helper: torch.Tensor  # (S,)
+
+
+class NpzBodyModel(BodyModel):
+    """A body model in the SMPL-H npz layout (see `empose_smplh.npz`), posed through smplx's skinning."""
+
+    def __init__(self, arrays: dict[str, np.ndarray], n_betas: int, source: str):
+        self.source = source
+        n_shape = arrays["shapedirs"].shape[2]
+        if not 1 <= n_betas <= n_shape:
+            raise EmposeError(f"body model {source}: n_betas={n_betas}, but the file has {n_shape} shape components; use 1..{n_shape}.")
+        self.n_betas = int(n_betas)
+        parents = arrays["kintree_table"][0].astype(np.int64).copy()
+        parents[0] = -1
+        self.parents = tuple(int(p) for p in parents)
+        n_j = len(parents)
+        if "joint_names" in arrays:
+            self.joint_names = tuple(str(n) for n in arrays["joint_names"])
+        elif self.parents == PARENTS:
+            self.joint_names = JOINT_NAMES
+        else:
+            self.joint_names = tuple(f"joint_{j}" for j in range(n_j))
+        self.n_joints = n_j
+        self.n_pose_joints = min(N_POSE_JOINTS, n_j)
+        faces = arrays["f"].astype(np.int64)
+        self._faces_np = faces
+        if "sensor_site_names" in arrays:
+            self.sensor_sites = {str(n): int(v) for n, v in zip(arrays["sensor_site_names"], arrays["sensor_site_vertices"])}
+        elif arrays["v_template"].shape[0] == SMPLH_N_VERTICES:
+            self.sensor_sites = dict(zip(SENSOR_SITE_NAMES, SMPLH_SENSOR_VERTICES))
+        else:
+            self.sensor_sites = {}
+        self.helper_sites = (
+            dict(zip(self.sensor_sites, helper_vertices(faces, list(self.sensor_sites.values())).tolist()))
+            if self.sensor_sites
+            else {}
+        )
+
+        f32 = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=DTYPE)  # noqa: E731
+        v_template = f32(arrays["v_template"])
+        shapedirs = f32(arrays["shapedirs"][:, :, : self.n_betas])
+        j_reg = f32(arrays["J_regressor"])
+        posedirs = arrays["posedirs"]
+        n_pose_basis = posedirs.shape[2]
+        # smplx's layout: (P, V * 3); all-zero pose blend shapes (the embedded body) are skipped.
+        posedirs_t = f32(posedirs.reshape(-1, n_pose_basis).T) if np.any(posedirs) else None
+        self._cpu = {
+            "v_template": v_template,
+            "shapedirs": shapedirs,
+            "posedirs": posedirs_t,
+            "weights": f32(arrays["weights"]),
+            # joints are linear in beta: J = J_reg v_template + (J_reg shapedirs) beta
+            "j_template": vertices2joints(j_reg, v_template[None])[0],
+            "j_dirs": vertices2joints(j_reg, shapedirs.permute(2, 0, 1)).permute(1, 2, 0).contiguous(),
+            "faces": torch.as_tensor(faces, dtype=torch.long),
+        }
+        self._parents_cpu = torch.as_tensor(self.parents, dtype=torch.long)
+        self._device_cache: dict[str, dict] = {}
+        self._sparse_cache: dict[tuple, _Sparse] = {}
+        self.device = torch.device("cpu")
+        self.faces = self._cpu["faces"]
+
+    # ------------------------------------------------------------------ plumbing
+    @property
+    def n_vertices(self) -> int:
+        return int(self._cpu["v_template"].shape[0])
+
+    def to(self, device) -> "NpzBodyModel":
+        self.device = torch.device(device)
+        self.faces = self._tensors(self.device)["faces"]
+        return self
+
+    def _tensors(self, device: torch.device) -> dict:
+        key = str(device)
+        if key not in self._device_cache:
+            self._device_cache[key] = {k: (v.to(device) if v is not None else None) for k, v in self._cpu.items()}
+        return self._device_cache[key]
+
+    def _inputs(self, pose: BodyPose):
+        """Flatten pose/betas/trans to (N, ...) float32 on the pose's device; returns the leading shape."""
+        theta = pose.pose
+        if theta.ndim < 2 or theta.shape[-1] != 3 or theta.shape[-2] not in (self.n_pose_joints, self.n_joints):
+            raise EmposeError(
+                f"body model {self.source}: pose has shape {tuple(theta.shape)}; expected (..., J, 3) axis-angle "
+                f"with J = {self.n_pose_joints} (body joints, flat hands) or {self.n_joints} (all joints)."
+            )
+        lead = tuple(theta.shape[:-2])
+        device = theta.device
+        theta = theta.to(DTYPE).reshape(-1, theta.shape[-2], 3)
+        betas = _broadcast(pose.betas.to(device, DTYPE), lead, 1, "betas", self.source)
+        k = betas.shape[-1]
+        if k > self.n_betas:  # reference §3.1: extra betas are ignored
+            betas = betas[..., : self.n_betas]
+        elif k < self.n_betas:  # missing trailing components are zero
+            betas = torch.nn.functional.pad(betas, (0, self.n_betas - k))
+        trans = None
+        if pose.trans is not None:
+            trans = _broadcast(pose.trans.to(device, DTYPE), lead, 1, "trans", self.source).reshape(-1, 3)
+        return lead, device, theta, betas.reshape(-1, self.n_betas), trans
+
+    def _rotations(self, theta: torch.Tensor) -> torch.Tensor:
+        """Local rotation matrices (N, J_all, 3, 3); joints beyond the pose get the identity (flat hands)."""
+        rot = aa_to_rotmat(theta)
+        missing = self.n_joints - rot.shape[1]
+        if missing:
+            eye = torch.eye(3, dtype=rot.dtype, device=rot.device).expand(rot.shape[0], missing, 3, 3)
+            rot = torch.cat([rot, eye], dim=1)
+        return rot
+
+    @staticmethod
+    def _pose_offsets(rot: torch.Tensor, n_posed: int, posedirs: torch.Tensor | None, n_vertices: int):
+        """Pose blend shapes (N, U, 3) from the (R - I) features of the posed non-root joints."""
+        if posedirs is None:
+            return None
+        eye = torch.eye(3, dtype=rot.dtype, device=rot.device)
+        feat = (rot[:, 1:n_posed] - eye).reshape(rot.shape[0], -1)
+        return (feat @ posedirs[: feat.shape[1]]).view(rot.shape[0], n_vertices, 3)
+
+    # ------------------------------------------------------------------ forward kinematics
+    def forward(self, pose: BodyPose, vertices: bool = True) -> BodyOutput:
+        lead, device, theta, betas, trans = self._inputs(pose)
+        t = self._tensors(device)
+        rot = self._rotations(theta)
+        joints_rest = t["j_template"] + blend_shapes(betas, t["j_dirs"])
+        joints, rel = batch_rigid_transform(rot, joints_rest, self._parents_cpu, dtype=DTYPE)
+        verts = None
+        if vertices:
+            chunks = []
+            for s in range(0, rot.shape[0], CHUNK):
+                sl = slice(s, s + CHUNK)
+                v = t["v_template"] + blend_shapes(betas[sl], t["shapedirs"])
+                offsets = self._pose_offsets(rot[sl], theta.shape[1], t["posedirs"], v.shape[1])
+                if offsets is not None:
+                    v = v + offsets
+                chunks.append(_skin(v, t["weights"], rel[sl]))
+            verts = torch.cat(chunks, 0)
+        if trans is not None:
+            joints = joints + trans[:, None]
+            verts = verts + trans[:, None] if verts is not None else None
+        n_v = self.n_vertices
+        return BodyOutput(
+            joints=joints.reshape(*lead, self.n_joints, 3),
+            global_rot=rel[..., :3, :3].reshape(*lead, self.n_joints, 3, 3),
+            vertices=verts.reshape(*lead, n_v, 3) if verts is not None else None,
+        )
+
+    # ------------------------------------------------------------------ sensors
+    def site_vertices(self, sites: Sequence[str]) -> list[int]:
+        unknown = [s for s in sites if s not in self.sensor_sites]
+        if unknown:
+            raise EmposeError(
+                f"body model {self.source} has no sensor site {', '.join(repr(s) for s in unknown)}; its sites "
+                f"are {', '.join(self.sensor_sites) or 'none'}."
+            )
+        return [self.sensor_sites[s] for s in sites]
+
+    def sensor_frames(
+        self, pose: BodyPose, sites: Sequence[str], offsets: SensorOffsets | None = None, *, full_mesh: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Positions (..., S, 3) and orientations (..., S, 3, 3) of sensors at `sites` (reference §4):
+        skin-frame position p and rotation R per site, then p + R t and R r with the offsets (B, S, ...),
+        broadcast over the trailing pose dims. `full_mesh=True` skins all vertices (for checks)."""
+        sites = tuple(sites)
+        ids = self.site_vertices(sites)
+        lead, device, theta, betas, trans = self._inputs(pose)
+        if full_mesh:
+            out = self.forward(BodyPose(theta, betas), vertices=True)
+            t = self._tensors(device)
+            sp = self._sparse(sites, device)  # same site incidence, applied to the full face array
+            faces = t["faces"][_face_rows(self._faces_np, ids)]
+            pos, rot = frames_from_vertices(
+                out.vertices, faces, sp.incidence, torch.as_tensor(ids, device=device),
+                torch.as_tensor([self.helper_sites[s] for s in sites], device=device),
+            )
+        else:
+            pos, rot = self._sparse_frames(sites, device, theta, betas)
+        if trans is not None:
+            pos = pos + trans[:, None]
+        n_s = len(sites)
+        pos, rot = pos.reshape(*lead, n_s, 3), rot.reshape(*lead, n_s, 3, 3)
+        if offsets is not None:
+            off_t = _broadcast(offsets.t.to(device, DTYPE), lead, 2, "offsets.t", self.source)
+            off_r = _broadcast(offsets.r.to(device, DTYPE), lead, 3, "offsets.r", self.source)
+            if off_t.shape[-2] != n_s or off_r.shape[-3] != n_s:
+                raise EmposeError(
+                    f"body model {self.source}: offsets are for {off_t.shape[-2]} sensors but {n_s} sites were asked for."
+                )
+            pos = pos + (rot @ off_t[..., None])[..., 0]
+            rot = rot @ off_r
+        return pos, rot
+
+    def _sparse_frames(self, sites, device, theta, betas):
+        sp = self._sparse(sites, device)
+        rot_all = self._rotations(theta)
+        t = self._tensors(device)
+        joints_rest = t["j_template"][sp.joints] + blend_shapes(betas, t["j_dirs"][sp.joints])
+        _, rel = batch_rigid_transform(rot_all[:, sp.joints], joints_rest, sp.parents, dtype=DTYPE)
+        v = sp.v_template + blend_shapes(betas, sp.shapedirs)
+        offsets = self._pose_offsets(rot_all, theta.shape[1], sp.posedirs, v.shape[1])
+        if offsets is not None:
+            v = v + offsets
+        verts = _skin(v, sp.weights, rel)
+        return frames_from_vertices(verts, sp.faces, sp.incidence, sp.site, sp.helper)
+
+    def _sparse(self, sites: tuple, device: torch.device) -> _Sparse:
+        key = (sites, str(device))
+        if key in self._sparse_cache:
+            return self._sparse_cache[key]
+        ids = self.site_vertices(sites)
+        helpers = [self.helper_sites[s] for s in sites]
+        rows = _face_rows(self._faces_np, ids)
+        local_faces = self._faces_np[rows]
+        needed = np.unique(np.concatenate([local_faces.ravel(), ids, helpers]))
+        remap = {int(v): i for i, v in enumerate(needed)}
+        incidence = np.stack([(local_faces == v).any(axis=1) for v in ids]).astype(np.float64)
+        incidence /= incidence.sum(axis=1, keepdims=True)
+        c = self._cpu
+        weights = c["weights"][needed]
+        used = set(np.nonzero(weights.abs().sum(0).numpy() > 0)[0].tolist()) | {0}
+        for j in list(used):  # close under ancestors so the chain is complete
+            while self.parents[j] >= 0:
+                j = self.parents[j]
+                used.add(j)
+        joints = sorted(used)
+        pos_in = {j: i for i, j in enumerate(joints)}
+        posedirs = None
+        if c["posedirs"] is not None:
+            cols = (needed[:, None] * 3 + np.arange(3)).ravel()
+            posedirs = c["posedirs"][:, torch.as_tensor(cols)]
+        dev = lambda x: x.to(device) if x is not None else None  # noqa: E731
+        sp = _Sparse(
+            v_template=dev(c["v_template"][needed]),
+            shapedirs=dev(c["shapedirs"][needed]),
+            posedirs=dev(posedirs),
+            weights=dev(weights[:, joints]),
+            joints=torch.as_tensor(joints, dtype=torch.long, device=device),
+            parents=torch.as_tensor([pos_in[self.parents[j]] if j else -1 for j in joints], dtype=torch.long),
+            faces=torch.as_tensor(np.vectorize(remap.get)(local_faces), dtype=torch.long, device=device),
+            incidence=torch.as_tensor(incidence, dtype=DTYPE, device=device),
+            site=torch.as_tensor([remap[v] for v in ids], dtype=torch.long, device=device),
+            helper=torch.as_tensor([remap[v] for v in helpers], dtype=torch.long, device=device),
+        )
+        self._sparse_cache[key] = sp
+        return sp
+
+
+def _face_rows(faces: np.ndarray, ids: Sequence[int]) -> np.ndarray:
+    """Indices of the faces touching any of `ids`, in stored order."""
+    return np.nonzero(np.isin(faces, ids).any(axis=1))[0]
+
+
+def _skin(v_posed: torch.Tensor, weights: torch.Tensor, rel: torch.Tensor) -> torch.Tensor:
+    """Linear blend skinning (as in smplx.lbs): blend the joints' 4x4 transforms `rel (N, J, 4, 4)` with
+    `weights (U, J)` and apply them to `v_posed (N, U, 3)`."""
+    tr = torch.einsum("uj,njab->nuab", weights, rel[:, :, :3, :])
+    return (tr[..., :3] @ v_posed[..., None])[..., 0] + tr[..., 3]
+
+
+def _broadcast(x: torch.Tensor, lead: tuple, n_trailing: int, name: str, source: str) -> torch.Tensor:
+    """Give `x (*prefix, *trailing)` the pose's leading dims: `prefix` must be a prefix of `lead` (e.g.
+    betas (B, K) for a pose (B, T, J, 3)); missing trailing frame dims are broadcast."""
+    prefix = tuple(x.shape[: x.ndim - n_trailing])
+    trailing = tuple(x.shape[x.ndim - n_trailing :])
+    if x.ndim < n_trailing or prefix != lead[: len(prefix)]:
+        raise EmposeError(
+            f"body model {source}: {name} has shape {tuple(x.shape)}, which does not broadcast against the pose's "
+            f"leading dims {lead}: its leading dims must be a prefix of them (e.g. per sequence (B, ...) or per "
+            "frame (B, T, ...))."
+        )
+    x = x.reshape(prefix + (1,) * (len(lead) - len(prefix)) + trailing)
+    return x.expand(lead + trailing)
+
+
+class SMPLH(NpzBodyModel):
+    """SMPL-H (neutral, AMASS "Extended SMPL+H" file from $SMPL_MODELS) posed through smplx's skinning."""
+
+    params: ClassVar[tuple[Param, ...]] = (
+        Param(
+            "path", str, DEFAULT_SMPLH_PATH,
+            "the neutral model.npz of the AMASS Extended SMPL+H package ($SMPL_MODELS is expanded)",
+        ),
+        Param("n_betas", int, 10, "shape components used (the file has 16; the original uses the first 10)"),
+    )  # fmt: skip
+
+    def __init__(self, path: str = DEFAULT_SMPLH_PATH, n_betas: int = 10):
+        resolved = resolve_smplh_path(path)
+        super().__init__(load_model_npz(resolved), n_betas=n_betas, source=str(resolved))
+
+
+class EmbeddedBody(NpzBodyModel):
+    """A generated SMPL-H-compatible body (same 52-joint tree, 12 sensor sites); no licensed data."""
+
+    params: ClassVar[tuple[Param, ...]] = (
+        Param("n_betas", int, 10, "shape components used (the embedded body has 16)"),
+    )
+
+    def __init__(self, n_betas: int = 10):
+        from empose_smplh.embedded import embedded_model_path
+
+        path = embedded_model_path()
+        super().__init__(load_model_npz(path), n_betas=n_betas, source=f"embedded ({path})")
