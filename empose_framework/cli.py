@@ -87,10 +87,12 @@ def build_app(registry: Registry) -> typer.Typer:
 
     @app.command()
     def describe(
-        kind: str = typer.Argument(..., help=f"One of: {', '.join(KINDS)}."),
-        name: str = typer.Argument(..., help="Component name as written after `use:`."),
+        kind: str = typer.Argument(..., help=f"One of: {', '.join(KINDS)}, or `recipe`."),
+        name: str = typer.Argument(..., help="Component name as written after `use:` (for `recipe`: top, train or evaluate)."),
     ):
-        """Show a component's parameters: types, defaults and docs."""
+        """Show a component's parameters: types, defaults and docs (`describe recipe train` for recipe sections)."""
+        if kind == "recipe":
+            return _describe_recipe_section(name)
         entry = registry.get(registry_kind(kind), name)
         cls = entry.load()
         out.print(f"[bold]{entry.kind} '{entry.name}'[/] — {entry.description}")
@@ -98,14 +100,7 @@ def build_app(registry: Registry) -> typer.Typer:
         doc = (cls.__doc__ or "").strip()
         if "\n" in doc:
             out.print(doc.split("\n", 1)[1].strip(), markup=False)
-        table = Table(expand=False)
-        for col in ("parameter", "type", "default", "description"):
-            table.add_column(col)
-        for p in cls.params:
-            default = "required" if p.required else repr(p.default)
-            extra = f" (one of {', '.join(map(repr, p.choices))})" if p.choices else ""
-            table.add_row(p.name, type_name(p.type), default, p.doc + extra)
-        out.print(table if cls.params else "no parameters")
+        out.print(_param_table(cls.params) if cls.params else "no parameters")
 
     @app.command()
     def validate(
@@ -143,8 +138,30 @@ def build_app(registry: Registry) -> typer.Typer:
             )
         run_fn(resolved, resume=resume, run_dir=run_dir, cross_subject=cross_subject)
 
-    registry.pm.hook.register_commands(app=app)
+    registry.add_commands(app)
     return app
+
+
+def _param_table(params) -> Table:
+    table = Table(expand=False)
+    for col in ("parameter", "type", "default", "description"):
+        table.add_column(col)
+    for p in params:
+        default = "required" if p.required else repr(p.default)
+        extra = f" (one of {', '.join(map(repr, p.choices))})" if p.choices else ""
+        table.add_row(p.name, type_name(p.type), default, p.doc + extra)
+    return table
+
+
+def _describe_recipe_section(section: str) -> None:
+    from empose_framework.engine.schema import EVALUATE_PARAMS, TRAIN_PARAMS
+    from empose_framework.recipes import TOP_LEVEL
+
+    sections = {"top": TOP_LEVEL, "train": TRAIN_PARAMS, "evaluate": EVALUATE_PARAMS}
+    if section not in sections:
+        raise EmposeError(f"unknown recipe section '{section}'. Sections: {', '.join(sections)}.")
+    out.print(f"[bold]recipe section '{section}'[/]")
+    out.print(_param_table(sections[section]))
 
 
 def registry_kind(value: str) -> str:
@@ -183,9 +200,12 @@ def main(argv: list[str] | None = None) -> None:
     disabled, strict, debug = _early_options(argv)
     try:
         registry = get_registry(disabled=disabled, strict=strict)
-        for failure in registry.failures:
+        shown = list(registry.failures)
+        for failure in shown:
             err.print(f"[yellow]warning:[/] {failure.message()}", soft_wrap=False)
         command = typer.main.get_command(build_app(registry))
+        for failure in registry.failures[len(shown):]:
+            err.print(f"[yellow]warning:[/] {failure.message()}", soft_wrap=False)
         code = command.main(args=argv, prog_name="empose", standalone_mode=False)
     except EmposeError as exc:
         if debug:
@@ -193,8 +213,8 @@ def main(argv: list[str] | None = None) -> None:
         err.print("[bold red]error:[/] ", end="")
         err.print(exc.message, markup=False)
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        err.print("aborted")
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        err.print("interrupted")
         sys.exit(130)
     except click.ClickException as exc:
         exc.show()

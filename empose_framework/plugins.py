@@ -146,6 +146,15 @@ class Registry:
             )
         self._entries[entry.kind][entry.name] = entry
 
+    def add_commands(self, app) -> None:
+        """Let each plugin add CLI commands; one that raises is reported like a failed import."""
+        for impl in self.pm.hook.register_commands.get_hookimpls():
+            try:
+                impl.function(app=app)
+            except Exception as exc:  # noqa: BLE001
+                dist, version = self.plugins.get(impl.plugin_name, ("local", "?"))
+                self._fail(PluginFailure(impl.plugin_name, f"{dist} {version}", f"register_commands raised {type(exc).__name__}: {exc}"))
+
     # ---------------------------------------------------------------- lookup
     def entries(self, kind: str) -> list[ComponentEntry]:
         return sorted(self._entries[_check_kind(kind)].values(), key=lambda e: e.name)

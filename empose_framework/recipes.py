@@ -33,8 +33,8 @@ TOP_LEVEL = (
     Param("estimator", ComponentRef("estimator"), doc="the estimator"),
     Param("losses", list, [], "training losses, each a loss spec with an optional `weight`"),
     Param("metrics", list, ["mpjpe", "pa_mpjpe", "mpjae"], "evaluation metrics"),
-    Param("train", dict, {}, "training settings (see `empose describe recipe train`)"),
-    Param("evaluate", dict, {}, "evaluation settings"),
+    Param("train", dict, {}, "training settings (`empose describe recipe train`)"),
+    Param("evaluate", dict, {}, "evaluation settings (`empose describe recipe evaluate`)"),
 )
 
 #: keys the engine reads from a component spec besides the component's own params

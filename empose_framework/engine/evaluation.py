@@ -33,29 +33,44 @@ class NamedMetric:
         return MetricInfo(self.name, getattr(self.metric, "unit", ""))
 
 
-def _sequence_betas(pred: BodyPose, target: BodyPose | None) -> torch.Tensor:
-    """(B, K): the first frame's shape when the estimator predicts per-frame shapes."""
-    betas = pred.betas
-    if betas is None:
-        return target.betas if target.betas.dim() == 2 else target.betas[:, 0]
-    return betas[:, 0] if betas.dim() == pred.pose.dim() - 1 else betas
+def metric_pose(prediction: Prediction, batch: Batch) -> BodyPose:
+    """The pose the metrics score: the ground-truth shape when the estimator predicts none (§10.1)."""
+    pose = prediction.pose
+    if prediction.extras.get("shape_estimated", True) is False or pose.betas is None:
+        return BodyPose(pose.pose, batch.target.betas, pose.trans)
+    return pose
+
+
+def _first_frame_shape(pose: BodyPose) -> torch.Tensor:
+    """(B, K): the first frame's shape when the estimator predicts one per frame."""
+    return pose.betas[:, 0] if pose.betas.dim() == pose.pose.dim() - 1 else pose.betas
 
 
 def predict_sequence(estimator: Estimator, batch: Batch, chunk: int | None) -> BodyPose:
-    """Predict a batch of whole sequences; chunks continue the estimator's recurrent state (§10.1)."""
+    """Predict whole sequences (one per batch entry, unpadded) for the metrics (§10.1): consecutive
+    chunks through the estimator's streaming API (`reset()`, then `step(chunk)` carries the recurrent
+    state); offline estimators run each chunk on its own. One shape per sequence: the first frame's."""
     n_frames = batch.sensors.pos.shape[1]
     if chunk is None or chunk >= n_frames:
-        pred = estimator(batch.sensors, batch.seq_len, batch.offsets).pose
-        return BodyPose(pred.pose, _sequence_betas(pred, batch.target), pred.trans)
+        pose = metric_pose(estimator(batch.sensors, batch.seq_len, batch.offsets), batch)
+        return BodyPose(pose.pose, _first_frame_shape(pose))
+    streaming = bool(getattr(estimator, "streamable", False))
+    if streaming:
+        estimator.reset()
     poses, betas = [], None
-    state = None
     for start in range(0, n_frames, chunk):
         stop = min(start + chunk, n_frames)
-        seq_len = (batch.seq_len - start).clamp(0, stop - start)
-        out, state = estimator.forward_chunk(batch.sensors.frames(start, stop), seq_len, batch.offsets, state)
-        poses.append(out.pose.pose)
+        frames = batch.sensors.frames(start, stop)
+        if streaming:
+            out = estimator.step(frames, batch.offsets)
+        else:
+            out = estimator(frames, (batch.seq_len - start).clamp(0, stop - start), batch.offsets)
+        pose = metric_pose(out, batch)
+        poses.append(pose.pose)
         if betas is None:
-            betas = _sequence_betas(out.pose, batch.target)
+            betas = _first_frame_shape(pose)
+    if streaming:
+        estimator.reset()
     return BodyPose(torch.cat(poses, dim=1), betas)
 
 
@@ -87,7 +102,7 @@ def evaluate_sequences(
     try:
         for batch in batches:
             pred = predict_sequence(estimator, batch, chunk)
-            per_metric = metric_errors(metrics, _with_target_shape(pred, batch), batch)
+            per_metric = metric_errors(metrics, pred, batch)
             used = batch.frame_mask().sum(dim=1).tolist()
             for b, seq_id in enumerate(batch.ids):
                 pool.add(seq_id, int(batch.seq_len[b]), int(used[b]), {k: v[b] for k, v in per_metric.items()})
@@ -96,10 +111,6 @@ def evaluate_sequences(
     finally:
         estimator.train(was_training)
     return pool
-
-
-def _with_target_shape(pred: BodyPose, batch: Batch) -> BodyPose:
-    return pred if pred.betas is not None else BodyPose(pred.pose, batch.target.betas, pred.trans)
 
 
 # ---------------------------------------------------------------------------------- tables

@@ -25,13 +25,12 @@ import numpy as np
 import torch
 
 from empose_framework.errors import DataError, EmposeError
+from empose_framework.geometry import aa_to_rotmat
 from empose_framework.interfaces import Batch, BodyModel, BodyPose, SensorFrames, SensorOffsets, SensorSource
 from empose_framework.params import Param
-from empose_em.batching import crop_starts, inside_mask, normalise_root, pad_stack
-from empose_em.npzio import check_finite, check_numeric, check_rotations, check_shape, open_npz, read_key
-from empose_em.npzio import expand_env
+from empose_em.batching import crop_starts, fit_betas, inside_mask, normalise_root, pad_stack
+from empose_em.npzio import check_numeric, check_rotations, check_shape, expand_env, open_npz, read_key
 from empose_em.sensor_sets import EM12, resolve_sensors
-from empose_framework.geometry import aa_to_rotmat
 
 WHERE = "sensor source 'empose_recordings'"
 SEQ_SUFFIX = "_clean.npz"
@@ -180,7 +179,7 @@ class EMPoseRecordings(SensorSource):
         valid12 = (stack("valid") > 0.5) & inside[:, :, None]
         b, n_joints = len(seqs), len(bm.joint_names)
         pose_raw = torch.cat([pose_raw, pose_raw.new_zeros(b, t, n_joints - 22, 3)], dim=2)
-        betas = torch.as_tensor(np.stack([_fit(s["betas"], bm.n_betas) for s in seqs]), device=device)
+        betas = torch.as_tensor(np.stack([fit_betas(s["betas"], bm.n_betas) for s in seqs]), device=device)
 
         r0 = aa_to_rotmat(pose_raw[:, 0, 0])  # (B, 3, 3)
         pose, _ = normalise_root(pose_raw, inside)
@@ -244,15 +243,8 @@ def _check_finite_frames(arr: np.ndarray, key: str, path: Path, seq_id: str) -> 
     bad = ~np.isfinite(arr)
     if bad.any():
         first = tuple(int(i[0]) for i in np.nonzero(bad))
-        where = f"frame {first[0]}" if arr.shape[0] == len(arr) and key in ("smpl_poses", "smpl_trans") else f"index {first}"
+        where = f"frame {first[0]}" if key in ("smpl_poses", "smpl_trans") else f"index {first}"
         raise DataError(
             f"{path}: sequence '{seq_id}' has NaN or inf in the ground truth '{key}' at {where}. Ground truth "
             "cannot be masked; repair or remove the file."
         )
-
-
-def _fit(betas: np.ndarray, k: int) -> np.ndarray:
-    out = np.zeros(k, dtype=np.float32)
-    n = min(k, betas.shape[-1])
-    out[:n] = betas[:n]
-    return out

@@ -21,7 +21,7 @@ import torch
 from empose_framework.errors import DataError, EmposeError
 from empose_framework.interfaces import Batch, BodyModel, BodyPose, MotionSource, SensorFrames, SensorOffsets, SensorSource
 from empose_framework.params import ComponentRef, Param
-from empose_em.batching import crop_starts, inside_mask, normalise_root, pad_stack
+from empose_em.batching import crop_starts, fit_betas, inside_mask, normalise_root, pad_stack
 from empose_em.noise import spherical_noise, suppression_mask
 from empose_em.npzio import expand_env
 from empose_em.offsets import OffsetBank, embedded_bank, load_bank, zero_bank
@@ -156,7 +156,7 @@ class VirtualEM(SensorSource):
         pose = pad_stack([m.pose[a:b] for m, a, b in zip(motions, starts, stops)], t_max)
         seq_len = torch.as_tensor(stops - starts, device=device)
         pose = torch.as_tensor(pose, device=device)
-        betas = torch.as_tensor(np.stack([_fit(m.betas, bm.n_betas) for m in motions]), device=device)
+        betas = torch.as_tensor(np.stack([fit_betas(m.betas, bm.n_betas) for m in motions]), device=device)
         inside = inside_mask(seq_len, t_max)
         pose, _ = normalise_root(pose, inside)
         b, s = len(motions), len(self.sensor_names)
@@ -206,11 +206,3 @@ class VirtualEM(SensorSource):
             t_off = m[:, None] + (sqrt_cov[subj][:, None] @ z)[..., 0]
             return t_off, rr[:, None].expand(b, t, s, 3, 3), model
         return torch.zeros_like(m), rr, model
-
-
-def _fit(betas: np.ndarray, k: int) -> np.ndarray:
-    """Betas truncated (as the original) or zero-padded to the body model's K, float32."""
-    out = np.zeros(k, dtype=np.float32)
-    n = min(k, betas.shape[-1])
-    out[:n] = betas[:n]
-    return out

@@ -137,19 +137,16 @@ class MotionWriter:
         """Write one sample, `__len__`, `__meta__` and its done key atomically; returns its index."""
         i = self.length
         items = [
-            (f"poses{i}", lambda: encode_array(poses)),
-            (f"betas{i}", lambda: encode_array(betas)),
-            (f"trans{i}", lambda: encode_array(trans)),
-            (f"n_frames{i}", lambda: str(int(poses.shape[0])).encode()),
-            (f"id{i}", lambda: seq_id.encode("utf-8")),
-            (f"gender{i}", lambda: gender.encode("utf-8")),
+            (f"poses{i}", poses), (f"betas{i}", betas), (f"trans{i}", trans),
+            (f"n_frames{i}", str(int(poses.shape[0])).encode()), (f"id{i}", seq_id.encode("utf-8")),
+            (f"gender{i}", gender.encode("utf-8")),
         ]
         if joints is not None:
-            items.append((f"joints{i}", lambda: encode_array(joints)))
+            items.append((f"joints{i}", joints))
         try:
             with self.env.begin(write=True) as txn:
                 for key, value in items:
-                    txn.put(key.encode(), value())
+                    txn.put(key.encode(), value if isinstance(value, bytes) else encode_array(value))
                 txn.put(DONE_PREFIX + seq_id.encode("utf-8"), str(i).encode())
                 txn.put(META_KEY, json.dumps(self.meta, sort_keys=True).encode())
                 txn.put(LEN_KEY, str(i + 1).encode())
