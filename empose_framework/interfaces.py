@@ -240,7 +240,8 @@ class Estimator(Component, torch.nn.Module):
         self._refuse_stream()
 
     def step(self, frame: SensorFrames, offsets: SensorOffsets | None = None) -> Prediction:
-        """Estimate one frame (T = 1) given everything streamed since `reset()`."""
+        """Estimate the next frames (T >= 1; one frame for live use, a chunk for chunked evaluation)
+        given everything streamed since `reset()`."""
         self._refuse_stream()
 
     def _refuse_stream(self):

@@ -2,7 +2,7 @@
 ("LGD RNN", the paper's best model); reference §7.5.
 
 An initial estimate (theta_0, beta_0) comes from an LSTM with two Linear heads (`rnn_init`) or from
-two frame-wise MLPs. K update MLPs steps (one pair of MLPs shared by all steps) then refine it:
+two frame-wise MLPs. K update steps (one pair of update MLPs shared by all steps) then refine it:
 
     z_i = [x, theta_i, beta_i (, dE/dtheta_i, dE/dbeta_i)]      (estimates detached)
     theta_{i+1} = theta_i + step_size * pose_net_iter(z_i)
@@ -12,7 +12,9 @@ where E is the sensor-reconstruction error (reference §8.1) between the sensors
 the forward model g(theta, beta; offsets) = `body_model.sensor_frames` at the estimator's own sensor
 sites, with the batch's offsets (zero translation / identity rotation when there are none). The
 gradient rows are multiplied by B*T as in the original, so each is the per-frame gradient (times T/L
-for a sequence of true length L padded to T); frames with an invalid sensor contribute zero.
+for a sequence of true length L padded to T). Frames with an invalid reading of any sensor in the
+data contribute zero: the original's mask over all 12 sensors when the data carries all 12 (as the
+recipes from `empose import-checkpoint` do), over the estimator's own sensors when it carries only those.
 
 The gradient input is taken with `torch.autograd.grad` w.r.t. the estimate only: it never touches the
 weights' `.grad`, and it works under `torch.no_grad()` (grad mode is enabled locally on detached

@@ -7,7 +7,9 @@ add up to the original's total [w_p sum P_i + w_fk sum F_i + w_s sum B_i + w_r s
 Other predictions are scored on their single final estimate.
 
 Frames: the pose (l1) and shape losses use every frame inside the true length (padded L1, no sensor
-mask); the others also drop frames outside `batch.frame_mask()` (a sensor missing).
+mask); the others also drop frames outside `batch.frame_mask()` (a sensor missing). Estimators without
+a shape head (`extras["shape_estimated"]` false) are posed with the ground-truth shape by
+`sensor_reconstruction` and `fk`, and score 0 on `shape`.
 """
 
 from __future__ import annotations
@@ -23,6 +25,15 @@ from empose_losses.primitives import masked_mse, padded_l1, sum_of_norms
 def _estimates(prediction: Prediction) -> list[BodyPose]:
     """The K+1 LGD estimates when the prediction carries them, else the final one."""
     return list(prediction.extras.get("iterates") or [prediction.pose])
+
+
+def _posed(prediction: Prediction, batch: Batch) -> list[BodyPose]:
+    """The estimates to pose through the body model: with the ground-truth shape when the estimator
+    predicts none (as the metrics do, reference §10.1), so a shapeless model is not blamed for shape."""
+    estimates = _estimates(prediction)
+    if prediction.extras.get("shape_estimated", True) or batch.target is None:
+        return estimates
+    return [BodyPose(e.pose, batch.target.betas) for e in estimates]
 
 
 def _target(batch: Batch, loss: str) -> BodyPose:
@@ -114,7 +125,7 @@ class SensorReconstructionLoss(Loss):
             seen, offsets = extras["sensors"], extras.get("offsets")
         else:
             seen, offsets = batch.sensors.masked(0.0), batch.offsets
-        estimates = _estimates(prediction)
+        estimates = _posed(prediction, batch)
         cached = list(extras.get("sensor_iterates") or [None] * len(estimates))
         mask = batch.frame_mask()
         terms = []
@@ -150,7 +161,7 @@ class FKLoss(Loss):
         target = _target(batch, "fk")
         with torch.no_grad():
             gt = self._joints(target)
-        estimates = _estimates(prediction)
+        estimates = _posed(prediction, batch)
         if self.original_final_only:
             estimates = estimates[-1:]
         mask = batch.frame_mask()

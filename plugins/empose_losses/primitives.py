@@ -10,28 +10,37 @@ from __future__ import annotations
 import torch
 
 
-def _per_sequence_mean(value: torch.Tensor, seq_len: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    """value (B, T) -> mean_n (1/L_n) sum_f [f < L_n] * mask * value."""
-    t = value.shape[1]
-    seq_len = seq_len.to(value.device)
-    keep = torch.arange(t, device=value.device)[None, :] < seq_len[:, None]
+def _kept(diff: torch.Tensor, seq_len: torch.Tensor, mask: torch.Tensor | None):
+    """(keep (B, T) bool, diff with dropped frames zeroed). Zeroing the difference, not the per-frame
+    value, keeps a NaN/inf in a dropped frame out of the loss and out of its gradient."""
+    t = diff.shape[1]
+    seq_len = seq_len.to(diff.device)
+    keep = torch.arange(t, device=diff.device)[None, :] < seq_len[:, None]
     if mask is not None:
-        keep = keep & mask.to(value.device)
-    # where(), not a product: a NaN in a dropped frame must not poison the sum
-    total = torch.where(keep, value, torch.zeros_like(value)).sum(dim=1)
-    return (total / seq_len.to(value.dtype)).mean()
+        keep = keep & mask.to(diff.device)
+    wide = keep.reshape(keep.shape + (1,) * (diff.dim() - 2))
+    return keep, torch.where(wide, diff, torch.zeros_like(diff))
+
+
+def _per_sequence_mean(value: torch.Tensor, keep: torch.Tensor, seq_len: torch.Tensor) -> torch.Tensor:
+    """value (B, T) -> mean_n (1/L_n) sum_f keep * value."""
+    total = (value * keep).sum(dim=1)
+    return (total / seq_len.to(value.device, value.dtype)).mean()
 
 
 def padded_l1(pred: torch.Tensor, target: torch.Tensor, seq_len: torch.Tensor) -> torch.Tensor:
     """"padded_loss": mean over the last dimension of |pred - target|, no sensor mask. (B, T, d)."""
-    return _per_sequence_mean((pred - target).abs().mean(dim=-1), seq_len, None)
+    keep, diff = _kept(pred - target, seq_len, None)
+    return _per_sequence_mean(diff.abs().mean(dim=-1), keep, seq_len)
 
 
 def masked_mse(pred: torch.Tensor, target: torch.Tensor, seq_len: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     """"normal_mse": sum of squared differences over every non-(B, T) dimension, masked frames."""
-    return _per_sequence_mean((pred - target).square().flatten(2).sum(dim=-1), seq_len, mask)
+    keep, diff = _kept(pred - target, seq_len, mask)
+    return _per_sequence_mean(diff.square().flatten(2).sum(dim=-1), keep, seq_len)
 
 
 def sum_of_norms(pred: torch.Tensor, target: torch.Tensor, seq_len: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     """"reconstruction_loss": sum over items k of the Euclidean norm over d. (B, T, K, d)."""
-    return _per_sequence_mean(torch.linalg.vector_norm(pred - target, dim=-1).sum(dim=-1), seq_len, mask)
+    keep, diff = _kept(pred - target, seq_len, mask)
+    return _per_sequence_mean(torch.linalg.vector_norm(diff, dim=-1).sum(dim=-1), keep, seq_len)
