@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from smplx.lbs import batch_rigid_transform, blend_shapes, vertices2joints
 
-from empose_framework.errors import EmposeError
+from empose_framework.errors import DataError, EmposeError
 from empose_framework.geometry import aa_to_rotmat
 from empose_framework.interfaces import BodyModel, BodyOutput, BodyPose, SensorOffsets
 from empose_framework.params import Param
@@ -124,7 +124,11 @@ class NpzBodyModel(BodyModel):
         f32 = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=DTYPE)  # noqa: E731
         v_template = f32(arrays["v_template"])
         shapedirs = f32(arrays["shapedirs"][:, :, : self.n_betas])
-        j_reg = f32(arrays["J_regressor"])
+        # joints are linear in beta: J = J_reg v_template + (J_reg shapedirs) beta, precomputed in float64
+        j_reg64 = torch.as_tensor(arrays["J_regressor"], dtype=torch.float64)
+        j_template = vertices2joints(j_reg64, torch.as_tensor(arrays["v_template"], dtype=torch.float64)[None])[0]
+        sd64 = torch.as_tensor(arrays["shapedirs"][:, :, : self.n_betas], dtype=torch.float64)
+        j_dirs = vertices2joints(j_reg64, sd64.permute(2, 0, 1)).permute(1, 2, 0)
         posedirs = arrays["posedirs"]
         n_pose_basis = posedirs.shape[2]
         # smplx's layout: (P, V * 3); all-zero pose blend shapes (the embedded body) are skipped.
@@ -134,9 +138,8 @@ class NpzBodyModel(BodyModel):
             "shapedirs": shapedirs,
             "posedirs": posedirs_t,
             "weights": f32(arrays["weights"]),
-            # joints are linear in beta: J = J_reg v_template + (J_reg shapedirs) beta
-            "j_template": vertices2joints(j_reg, v_template[None])[0],
-            "j_dirs": vertices2joints(j_reg, shapedirs.permute(2, 0, 1)).permute(1, 2, 0).contiguous(),
+            "j_template": j_template.to(DTYPE),
+            "j_dirs": j_dirs.to(DTYPE).contiguous(),
             "faces": torch.as_tensor(faces, dtype=torch.long),
         }
         self._parents_cpu = torch.as_tensor(self.parents, dtype=torch.long)
@@ -383,4 +386,9 @@ class EmbeddedBody(NpzBodyModel):
         from empose_smplh.embedded import embedded_model_path
 
         path = embedded_model_path()
-        super().__init__(load_model_npz(path), n_betas=n_betas, source=f"embedded ({path})")
+        try:
+            arrays = load_model_npz(path)
+        except DataError:  # a damaged cache file: generate it again
+            path = embedded_model_path(rebuild=True)
+            arrays = load_model_npz(path)
+        super().__init__(arrays, n_betas=n_betas, source=f"embedded ({path})")

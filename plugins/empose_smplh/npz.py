@@ -29,10 +29,11 @@ REQUIRED_KEYS = ("v_template", "f", "shapedirs", "posedirs", "J_regressor", "wei
 OPTIONAL_KEYS = ("sensor_site_names", "sensor_site_vertices", "joint_names")
 
 
-def _how_to_get_it(path: str) -> str:
+def _how_to_get_it(path: str | None = None) -> str:
+    here = f" (here: {path})" if path and "$" not in path else ""
     return (
         f"empose expects the neutral model of the AMASS \"Extended SMPL+H\" package at "
-        f"${SMPL_MODELS_ENV}/smplh_amass/neutral/model.npz (here: {path}); set ${SMPL_MODELS_ENV} to the "
+        f"${SMPL_MODELS_ENV}/smplh_amass/neutral/model.npz{here}; set ${SMPL_MODELS_ENV} to the "
         "folder that holds `smplh_amass/`, or give the file in the recipe as "
         "`body_model: {use: smplh, path: /path/to/model.npz}`. The file is licensed and not shipped: "
         "register on the MANO website (https://mano.is.tue.mpg.de, Downloads, \"Extended SMPL+H model\") "
@@ -95,6 +96,8 @@ def _read(data, key: str, path: Path) -> np.ndarray:
         return value.astype(str)
     if key in ("f", "kintree_table", "sensor_site_vertices"):
         return value.astype(np.int64)
+    if key == "posedirs":  # the largest array; used in float32 only
+        return value.astype(np.float32)
     return value.astype(np.float64)
 
 
