@@ -69,9 +69,11 @@ class EMPoseRecordings(SensorSource):
         self.nonfinite, self.normalisation = nonfinite, normalisation
         self.sensor_names = resolve_sensors(sensors, EM12, WHERE)
         self._idx = [EM12.index(n) for n in self.sensor_names]
-        n_joints = len(body_model.joint_names)
-        if n_joints < 22:
-            raise EmposeError(f"{WHERE}: the recordings hold 22 SMPL-H joints but the body model has {n_joints}.")
+        if body_model.n_pose_joints != 22:
+            raise EmposeError(
+                f"{WHERE}: the recordings' ground truth is the 22 SMPL-H body joints, but the body model estimates "
+                f"{body_model.n_pose_joints} pose joints; use an SMPL-H-compatible body model (smplh or embedded)."
+            )
 
         root, env = expand_env(path, WHERE)
         folder = root / "hold_out" if hold_out else root
@@ -101,8 +103,8 @@ class EMPoseRecordings(SensorSource):
             for key in ("sensor_pos", "sensor_oris", "sensor_masks", "smpl_poses", "smpl_shape", "smpl_trans",
                         "offset_means", "offset_r"):  # fmt: skip
                 raw[key] = read_key(f, key, path)
-        n = raw["smpl_poses"].shape[0] if raw["smpl_poses"].ndim else 0
         check_shape(raw["smpl_poses"], (None, 66), "smpl_poses", path)
+        n = raw["smpl_poses"].shape[0]
         if n == 0:
             raise DataError(f"{path}: sequence '{seq_id}' has no frames.")
         for key, width in (("sensor_pos", 36), ("sensor_oris", 108)):
@@ -177,8 +179,6 @@ class EMPoseRecordings(SensorSource):
         inside = inside_mask(seq_len, t)
         pose_raw, trans, pos, ori = stack("pose"), stack("trans"), stack("pos"), stack("ori")
         valid12 = (stack("valid") > 0.5) & inside[:, :, None]
-        b, n_joints = len(seqs), len(bm.joint_names)
-        pose_raw = torch.cat([pose_raw, pose_raw.new_zeros(b, t, n_joints - 22, 3)], dim=2)
         betas = torch.as_tensor(np.stack([fit_betas(s["betas"], bm.n_betas) for s in seqs]), device=device)
 
         r0 = aa_to_rotmat(pose_raw[:, 0, 0])  # (B, 3, 3)

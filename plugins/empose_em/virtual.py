@@ -9,6 +9,10 @@ Deterministic evaluation (fixes §13 item 18): with `train=False` (and in `seque
 fixed, crops are the middle ones, sequence i uses subject i mod N's mean offsets, and there is no
 noise, so validation inputs are identical every time. With `train=True`, everything random (order,
 crops, subjects, offset draws, noise) comes from one generator seeded by `seed`.
+
+Validity: padding frames and sensors dropped by suppression noise are `valid=False`; spherically
+displaced readings stay valid (noisy, not missing). `frame_valid` is "inside the sequence", so frames
+with a dropped sensor still count for the losses, as in the original (no sensor mask on synthetic data).
 """
 
 from __future__ import annotations
@@ -123,6 +127,10 @@ class VirtualEM(SensorSource):
         return bank
 
     # ------------------------------------------------------------------ iteration
+    def __len__(self) -> int:
+        """Windows per pass (one per motion)."""
+        return len(self.motions)
+
     def windows(self, batch_size: int, window: int, *, train: bool, seed: int, device="cpu") -> Iterator[Batch]:
         gen = torch.Generator().manual_seed(int(seed)) if train else None
         n = len(self.motions)
@@ -166,15 +174,16 @@ class VirtualEM(SensorSource):
         t_off, r_off, model_offsets = self._offsets(torch.as_tensor(subjects, device=device), b, t_max, gen, device)
         pos, ori = bm.sensor_frames(target, self.sensor_names, SensorOffsets(t_off, r_off))
         keep = inside[:, :, None]
-        pos = torch.where(keep[..., None], pos, torch.zeros_like(pos))
-        ori = torch.where(keep[..., None, None], ori, torch.zeros_like(ori))
+        padded = bool((seq_len < t_max).any())
+        if padded:  # padding frames carry no reading
+            pos = torch.where(keep[..., None], pos, torch.zeros_like(pos))
+            ori = torch.where(keep[..., None, None], ori, torch.zeros_like(ori))
         valid = keep.expand(b, t_max, s).clone()
 
         if gen is not None and self.sph_length > 0:
             ref_pos, _ = bm.sensor_frames(BodyPose(pose[:, :1], betas, trans[:, :1]), REF_SITES)
             ref_len = (ref_pos[:, 0, 0] - ref_pos[:, 0, 1]).norm(dim=-1)
             pos = spherical_noise(pos, seq_len, ref_len, self.sph_strength, self.sph_length, self.noise_sensors, gen)
-            pos = torch.where(keep[..., None], pos, torch.zeros_like(pos))
         if gen is not None and self.sup_length > 0:
             drop = suppression_mask(seq_len, t_max, s, self.sup_length, self.noise_sensors, gen).to(device) & keep
             valid &= ~drop
