@@ -50,15 +50,24 @@ def pose_joint_index(body_model, what: str) -> dict[str, int]:
     return index
 
 
-def smpl_to_body_layout(pose: np.ndarray, body_model, what: str) -> np.ndarray:
-    """Reorder SMPL-layout poses (T, 22, 3) into the body model's pose joints (T, J, 3).
+class BodyLayout:
+    """Where each SMPL body joint sits among a body model's pose joints (small; pickles cheaply)."""
 
-    Joints the body model has beyond the SMPL body keep identity (zero) rotations."""
-    index = pose_joint_index(body_model, what)
-    out = np.zeros((pose.shape[0], body_model.n_pose_joints, 3), dtype=np.float32)
-    for k, name in enumerate(SMPL_BODY_JOINTS):
-        out[:, index[name]] = pose[:, k]
-    return out
+    def __init__(self, body_model, what: str):
+        index = pose_joint_index(body_model, what)
+        self.columns = [index[n] for n in SMPL_BODY_JOINTS]
+        self.n_pose_joints = int(body_model.n_pose_joints)
+        self.n_betas = int(body_model.n_betas)
+
+    def from_smpl(self, pose: np.ndarray) -> np.ndarray:
+        """SMPL-layout poses (T, 22, 3) -> the body model's pose joints (T, J, 3); joints the body model
+        has beyond the SMPL body keep identity (zero) rotations."""
+        out = np.zeros((pose.shape[0], self.n_pose_joints, 3), dtype=np.float32)
+        out[:, self.columns] = pose
+        return out
+
+    def betas(self, betas: np.ndarray) -> np.ndarray:
+        return fit_betas(betas, self.n_betas)
 
 
 def fit_betas(betas: np.ndarray, n_betas: int) -> np.ndarray:

@@ -78,17 +78,32 @@ def check_data_file(folder: Path) -> None:
         )
 
 
+#: Read-only environments of this process by folder: py-lmdb refuses to open one environment twice in
+#: a process, and several sources (e.g. train and valid splits) may read the same database.
+_READERS: dict[tuple[str, int], object] = {}
+
+
 def open_env(folder: Path, *, write: bool = False, map_size: int = 1 << 30):
-    """Open an LMDB environment; readers get read-only, lock-free, no-readahead handles."""
+    """Open an LMDB environment; readers get a shared read-only, lock-free, no-readahead handle."""
     import lmdb
 
     folder = Path(folder)
-    if not write or (folder / "data.mdb").exists():
+    key = (str(folder.resolve()), os.getpid())
+    if not write and key in _READERS:
+        return _READERS[key]
+    for other in [k for k in _READERS if k[0] == key[0] and (write or k[1] != key[1])]:
+        # py-lmdb refuses a second handle on a folder, also one inherited through fork (a data-loader
+        # worker) and a writer next to a reader; drop the old handle (only this process's copy of it).
+        _READERS.pop(other).close()
+    data = folder / "data.mdb"
+    if not write or (data.exists() and data.stat().st_size > 0):  # an empty file: killed before LMDB wrote its header
         check_data_file(folder)
     try:
         if write:
             return lmdb.open(str(folder), map_size=map_size, subdir=True, max_dbs=0)
-        return lmdb.open(str(folder), readonly=True, lock=False, readahead=False, subdir=True, max_readers=512)
+        env = lmdb.open(str(folder), readonly=True, lock=False, readahead=False, subdir=True, max_readers=512)
+        _READERS[key] = env
+        return env
     except lmdb.Error as exc:
         raise DataError(
             f"cannot open the LMDB in {folder}: {exc}. Check that it is a folder written by `empose "
@@ -165,7 +180,8 @@ class MotionWriter:
 
 
 class MotionDB:
-    """Read access to a motion LMDB, opened lazily in each process (safe to pickle into workers)."""
+    """Read access to a motion LMDB, opened lazily in each process (holds no handle, so it pickles cheaply
+    into data-loader workers)."""
 
     def __init__(self, folder: Path):
         self.folder = Path(folder)
@@ -174,8 +190,6 @@ class MotionDB:
                 f"motion LMDB folder {self.folder} does not exist. Create it with `empose preprocess "
                 "amass|3dpw SRC DST` and set `path` to DST."
             )
-        self._env = None
-        self._pid = None
         with self.env.begin() as txn:
             raw_len = txn.get(LEN_KEY)
             raw_meta = txn.get(META_KEY)
@@ -204,16 +218,8 @@ class MotionDB:
 
     @property
     def env(self):
-        if self._env is None or self._pid != os.getpid():
-            self._env = open_env(self.folder)
-            self._pid = os.getpid()
-        return self._env
-
-    def __getstate__(self):
-        state = dict(self.__dict__)
-        state["_env"] = None
-        state["_pid"] = None
-        return state
+        """This process's read-only environment (opened on first use in each process)."""
+        return open_env(self.folder)
 
     def __len__(self) -> int:
         return self.length

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from empose_framework.errors import DataError, EmposeError
-from empose_motion.layout import SMPL_BODY_JOINTS, fit_betas, pose_joint_index, smpl_to_body_layout
+from empose_motion.layout import BodyLayout, pose_joint_index
 from empose_motion.lmdb_store import FORMAT, FORMAT_VERSION, MotionWriter
 from empose_motion.resample import resample_motion
 
@@ -85,7 +85,7 @@ def read_amass(path: Path, src: Path) -> Sample:
     try:
         with np.load(path, allow_pickle=False) as data:
             keys = set(data.files)
-            rate_key = "mocap_framerate" if "mocap_framerate" in keys else "mocap_frame_rate"
+            rate_key = "mocap_frame_rate" if "mocap_frame_rate" in keys else "mocap_framerate"  # SMPL-X AMASS spelling
             missing = [k for k in ("poses", "betas", "trans") if k not in keys] + ([rate_key] if rate_key not in keys else [])
             if missing:
                 raise bad(f"no key(s) {missing}, so it is not an AMASS motion file (keys: {sorted(keys)}). "
@@ -168,17 +168,16 @@ def fk_joints(body_model, sample: Sample, device: str) -> np.ndarray:
 
     from empose_framework.interfaces import BodyPose
 
-    index = pose_joint_index(body_model, "FK joints")
-    cols = [index[n] for n in SMPL_BODY_JOINTS]
-    pose = smpl_to_body_layout(sample.poses.reshape(-1, 22, 3), body_model, "FK joints")
-    betas = torch.from_numpy(fit_betas(sample.betas, body_model.n_betas))[None].to(device)
+    layout = BodyLayout(body_model, "FK joints")
+    pose = layout.from_smpl(sample.poses.reshape(-1, 22, 3))
+    betas = torch.from_numpy(layout.betas(sample.betas))[None].to(device)
     out = []
     with torch.no_grad():
         for a in range(0, pose.shape[0], FK_CHUNK):
             p = torch.from_numpy(pose[a:a + FK_CHUNK])[None].to(device)
             t = torch.from_numpy(np.ascontiguousarray(sample.trans[a:a + FK_CHUNK]))[None].to(device)
             joints = body_model.forward(BodyPose(p, betas, t), vertices=False).joints[0]
-            out.append(joints[:, cols].reshape(-1, 66).float().cpu().numpy())
+            out.append(joints[:, layout.columns].reshape(-1, 66).float().cpu().numpy())
     return np.concatenate(out)
 
 
@@ -252,6 +251,7 @@ def run_preprocess(dataset: str, src: Path, dst: Path, *, body_model=None, body_
 
 
 def _print_summary(console, dataset: str, dst: Path, s: Summary) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title=f"{dataset} -> {dst}", title_justify="left")
@@ -265,4 +265,4 @@ def _print_summary(console, dataset: str, dst: Path, s: Summary) -> None:
     table.add_row("files skipped", str(len(s.skipped)))
     console.print(table)
     for rel, reason in s.skipped:
-        console.print(f"[yellow]skipped[/] {rel}: {reason}", markup=True, highlight=False)
+        console.print(f"[yellow]skipped[/] {escape(rel)}: {escape(reason)}", highlight=False)
