@@ -13,7 +13,8 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-import click
+import inspect
+
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -97,7 +98,7 @@ def build_app(registry: Registry) -> typer.Typer:
         cls = entry.load()
         out.print(f"[bold]{entry.kind} '{entry.name}'[/] — {entry.description}")
         out.print(f"provided by {entry.distribution} {entry.version} (plugin '{entry.plugin}', {entry.target if isinstance(entry.target, str) else cls.__module__ + ':' + cls.__qualname__})")
-        doc = (cls.__doc__ or "").strip()
+        doc = inspect.cleandoc(cls.__doc__ or "")
         if "\n" in doc:
             out.print(doc.split("\n", 1)[1].strip(), markup=False)
         out.print(_param_table(cls.params) if cls.params else "no parameters")
@@ -206,17 +207,13 @@ def main(argv: list[str] | None = None) -> None:
         command = typer.main.get_command(build_app(registry))
         for failure in registry.failures[len(shown):]:
             err.print(f"[yellow]warning:[/] {failure.message()}", soft_wrap=False)
-        code = command.main(args=argv, prog_name="empose", standalone_mode=False)
+        command.main(args=argv, prog_name="empose", standalone_mode=True)  # usage errors: Typer's message, exit 2
     except EmposeError as exc:
         if debug:
             raise
         err.print("[bold red]error:[/] ", end="")
         err.print(exc.message, markup=False)
         sys.exit(exc.exit_code)
-    except (click.exceptions.Abort, KeyboardInterrupt):
+    except KeyboardInterrupt:
         err.print("interrupted")
         sys.exit(130)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    sys.exit(code if isinstance(code, int) else 0)

@@ -153,3 +153,10 @@ def test_cli_shows_one_paragraph_and_exit_code_2(tmp_path):
     assert "Traceback" not in r.stderr
     r = run_empose("--debug", "validate", bad)
     assert r.returncode != 0 and "Traceback" in r.stderr
+
+
+def test_cli_usage_errors_are_messages_not_tracebacks(tmp_path):
+    r = run_empose("list-plugins", "--bogus")
+    assert r.returncode == 2 and "No such option: --bogus" in r.stderr and "Traceback" not in r.stderr
+    r = run_empose("describe", "estimater", "lgd")
+    assert r.returncode == 2 and "unknown component kind 'estimater'. Did you mean 'estimator'?" in r.stderr

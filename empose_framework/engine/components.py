@@ -31,6 +31,7 @@ class Components:
     losses: list[WeightedLoss] = field(default_factory=list)
     metrics: list[NamedMetric] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)  # optional test sets whose data is missing
+    hold_out: set[str] = field(default_factory=set)  # test sets switched to their hold-out subject
 
 
 def _with_hint(exc: DataError, recipe) -> DataError:
@@ -62,8 +63,9 @@ def build(registry, recipe, device: torch.device, *, need_train: bool, cross_sub
             comps.valid = build_source(registry, splits["valid"], body_model, recipe, "data.valid")
     for name, spec in splits["test"].items():
         spec = dict(spec)
-        if cross_subject:
-            spec = _cross_subject(registry, spec)
+        if cross_subject and _has_hold_out(registry, spec):
+            spec["hold_out"] = True
+            comps.hold_out.add(name)
         optional = bool(spec.get("optional", False))
         try:
             comps.test[name] = build_source(registry, spec, body_model, recipe, f"data.test.{name}")
@@ -91,20 +93,16 @@ def build(registry, recipe, device: torch.device, *, need_train: bool, cross_sub
     return comps
 
 
-def _cross_subject(registry, spec: dict) -> dict:
-    """`--cross-subject`: evaluate the hold-out subject instead of subjects 1-4 (reference §5.1, §10.1).
-    A test source opts in by declaring a boolean parameter `hold_out`."""
-    cls = registry.load("sensor_source", spec["use"])
-    if "hold_out" not in [p.name for p in cls.params]:
-        return spec
-    return {**spec, "hold_out": True}
+def _has_hold_out(registry, spec: dict) -> bool:
+    """`--cross-subject` evaluates the hold-out subject instead of subjects 1-4 (reference §5.1, §10.1);
+    a test source opts in by declaring a boolean parameter `hold_out`."""
+    return "hold_out" in [p.name for p in registry.load("sensor_source", spec["use"]).params]
 
 
 def check_cross_subject(registry, recipe) -> None:
     """--cross-subject must change something: at least one test set has a hold-out subject."""
-    for spec in recipe.data["data"]["test"].values():
-        if "hold_out" in [p.name for p in registry.load("sensor_source", spec["use"]).params]:
-            return
+    if any(_has_hold_out(registry, spec) for spec in recipe.data["data"]["test"].values()):
+        return
     raise EmposeError(
         f"{recipe.path}: --cross-subject evaluates the hold-out subject, but none of the recipe's test sets "
         "(data.test) has one (a sensor source with a `hold_out` parameter, e.g. `empose_recordings`). Drop the "

@@ -145,21 +145,20 @@ def write_table(pool: Pool, folder: Path, name: str, extra: dict | None = None) 
 
 
 def render_table(pool: Pool, title: str):
-    """A rich Table: #, sequence, frames, then mean and std of each metric; the overall row last."""
+    """A rich Table: #, sequence, frames used, then "mean ± std" per metric; the overall row last."""
+    from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title=title, title_justify="left")
+    table = Table(title=escape(title), title_justify="left")
     table.add_column("#", justify="right")
-    table.add_column("sequence")
+    table.add_column("sequence", no_wrap=True)
     table.add_column("frames", justify="right")
     for m in pool.metrics:
-        table.add_column(m.header, justify="right")
-        table.add_column("std", justify="right")
+        table.add_column(escape(m.header), justify="right", no_wrap=True)
     rows = pool.rows()
     for i, row in enumerate(rows):
         last = i == len(rows) - 1
-        cells = ["" if last else str(i), "Overall average" if last else row["sequence"], str(row["used_frames"])]
-        for m in pool.metrics:
-            cells += [f"{row[f'{m.name}_mean']:.2f}", f"{row[f'{m.name}_std']:.2f}"]
+        cells = ["" if last else str(i), "Overall average" if last else escape(row["sequence"]), str(row["used_frames"])]
+        cells += [f"{row[f'{m.name}_mean']:.2f} ± {row[f'{m.name}_std']:.2f}" for m in pool.metrics]
         table.add_row(*cells, style="bold" if last else None, end_section=(i == len(rows) - 2))
     return table
