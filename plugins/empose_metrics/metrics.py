@@ -56,11 +56,7 @@ def joint_indices(body_model: BodyModel, names: Sequence[str], metric: str, para
 
 def body_joints(body_model: BodyModel, pose: BodyPose) -> torch.Tensor:
     """Positions (..., n_pose_joints, 3) from FK with the pose's own shape and no translation (§9)."""
-    rot = pose.pose
-    n_all = len(body_model.joint_names)
-    if rot.shape[-2] < n_all:  # hands etc. are not estimated: flat, which does not move the body joints
-        rot = torch.cat([rot, rot.new_zeros(*rot.shape[:-2], n_all - rot.shape[-2], 3)], dim=-2)
-    out = body_model.forward(BodyPose(rot, pose.betas, None), vertices=False)
+    out = body_model.forward(BodyPose(pose.pose, pose.betas, None), vertices=False)
     return out.joints[..., : body_model.n_pose_joints, :]
 
 
@@ -146,14 +142,14 @@ class MPJAE(_JointMetric):
 
 
 class Jitter(_JointMetric):
-    """Mean jerk of the predicted joints [km/s^3]: |third finite difference of position| x fps^3.
+    """Mean jerk of the predicted joints [km/s³]: |third finite difference of position| x fps^3.
 
     As TransPose/PIP report it (FK of the predicted pose, no translation). Needs the previous three
     frames: the first three frames of a sequence are NaN and the engine excludes frame t when any of
     frames t-3..t is excluded (`temporal_support`). Time is the last leading dimension of the pose.
     """
 
-    unit = "km/s^3"
+    unit = "km/s³"
     metric_name = "jitter"
     default_joints = BODY_JOINTS
     temporal_support: ClassVar[int] = 4

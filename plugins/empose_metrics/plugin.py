@@ -8,4 +8,4 @@ def register_metrics(register):
     register("mpjpe", "empose_metrics.metrics:MPJPE", "Mean per-joint position error [mm], no alignment (EM-POSE §9)")
     register("pa_mpjpe", "empose_metrics.metrics:PAMPJPE", "Per-joint position error after similarity Procrustes with scale [mm]")
     register("mpjae", "empose_metrics.metrics:MPJAE", "Per-joint angle error of pelvis-relative global orientations [deg]")
-    register("jitter", "empose_metrics.metrics:Jitter", "Mean jerk of the predicted joints [km/s^3] (smoothness)")
+    register("jitter", "empose_metrics.metrics:Jitter", "Mean jerk of the predicted joints [km/s³] (smoothness)")
