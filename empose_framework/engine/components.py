@@ -52,7 +52,10 @@ def build(registry, recipe, device: torch.device, *, need_train: bool, cross_sub
     """Body model, data sources, losses and metrics (the estimator is built by the caller, which may
     take it from a checkpoint)."""
     data = recipe.data
-    body_model = registry.build("body_model", data["body_model"]).to(device)
+    try:
+        body_model = registry.build("body_model", data["body_model"]).to(device)
+    except DataError as exc:
+        raise _with_hint(exc, recipe) from None
     comps = Components(body_model)
     splits = data["data"]
     if need_train:
@@ -75,13 +78,12 @@ def build(registry, recipe, device: torch.device, *, need_train: bool, cross_sub
             comps.skipped[name] = exc.message
             log(f"[yellow]skipping optional test set '{name}':[/] {exc.message}")
     comps.losses = [
-        WeightedLoss(spec["use"], float(spec.get("weight", 1.0)), registry.build("loss", spec, body_model=body_model))
-        for spec in data["losses"]
+        WeightedLoss(name, float(spec.get("weight", 1.0)), registry.build("loss", spec, body_model=body_model))
+        for name, spec in zip(_unique_names(data["losses"]), data["losses"])
     ]
-    names = [spec["use"] for spec in data["metrics"]]
     comps.metrics = [
-        NamedMetric(spec["use"] if names.count(spec["use"]) == 1 else f"{spec['use']}_{i}", registry.build("metric", spec, body_model=body_model))
-        for i, spec in enumerate(data["metrics"])
+        NamedMetric(name, registry.build("metric", spec, body_model=body_model))
+        for name, spec in zip(_unique_names(data["metrics"]), data["metrics"])
     ]
     if need_train:
         choice = data["train"]["select_on"]
@@ -91,6 +93,12 @@ def build(registry, recipe, device: torch.device, *, need_train: bool, cross_sub
                 f"({', '.join(m.name for m in comps.metrics)})."
             )
     return comps
+
+
+def _unique_names(specs: list[dict]) -> list[str]:
+    """Log/table names: the component name, with the list index appended when a name repeats."""
+    names = [spec["use"] for spec in specs]
+    return [n if names.count(n) == 1 else f"{n}_{i}" for i, n in enumerate(names)]
 
 
 def _has_hold_out(registry, spec: dict) -> bool:

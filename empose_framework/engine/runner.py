@@ -66,7 +66,7 @@ def execute(recipe, resume: Path | None = None, run_dir: Path | None = None, cro
     info, device = distributed.init(data["device"])
     report = Report(info.main)
     try:
-        _threads(data["train"]["num_threads"], info, device)
+        _threads(data["train"]["num_threads"], info, device, report)
         from empose_framework.plugins import get_registry
 
         registry = get_registry()
@@ -93,12 +93,17 @@ def execute(recipe, resume: Path | None = None, run_dir: Path | None = None, cro
 # ---------------------------------------------------------------------------------------- setup
 
 
-def _threads(n: int | None, info, device) -> None:
+def _threads(n: int | None, info, device, report) -> None:
+    """torch's CPU threads: the recipe's `train.num_threads`, but under torchrun on the CPU never more
+    than this process's share of the cores (oversubscribed OpenMP threads slow training down many times)."""
+    if info.enabled and device.type == "cpu":
+        share = max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", info.world)))
+        if n is not None and n > share:
+            report(f"[yellow]note:[/] train.num_threads {n} lowered to {share}: {info.world} processes share "
+                   f"{os.cpu_count()} cores.")  # fmt: skip
+        n = share if n is None else min(n, share)
     if n is not None:
         torch.set_num_threads(n)
-    elif info.enabled and device.type == "cpu":  # N processes on one machine share its cores
-        local = int(os.environ.get("LOCAL_WORLD_SIZE", info.world))
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // local))
 
 
 def _seed(seed: int) -> None:
@@ -199,7 +204,8 @@ def _train(registry, recipe, info, device, run_dir, report, resume_ckpt, cross_s
     if not trainer.fit():
         report(
             f"[yellow]interrupted at step {trainer.progress.step}[/]; the state is saved in {run_dir / 'checkpoints' / 'last.pt'}. "
-            f"Resume with:\n  empose run {recipe.path} --resume {run_dir}"
+            f"Resume with:\n  {'torchrun ... -m empose_framework' if info.enabled else 'empose'} run "
+            f"{run_dir / 'recipe.yaml'} --resume {run_dir}"
         )
         raise SystemExit(130)
     p = trainer.progress

@@ -28,7 +28,7 @@ import torch
 from empose_framework.engine import checkpoints, distributed
 from empose_framework.engine.components import Components
 from empose_framework.engine.distributed import DistInfo
-from empose_framework.engine.evaluation import NamedMetric, metric_errors, metric_pose, evaluate_sequences
+from empose_framework.engine.evaluation import evaluate_sequences, metric_errors, metric_pose
 from empose_framework.engine.pooling import Pool
 from empose_framework.errors import EmposeError
 from empose_framework.interfaces import Batch, Estimator
@@ -103,6 +103,8 @@ class Interrupt:
 
 
 class Trainer:
+    """One training run: the loop, validation and checkpoints (rank 0 writes), resumable state."""
+
     def __init__(self, recipe, comps: Components, estimator: Estimator, device: torch.device, info: DistInfo,
                  run_dir: Path, report, checkpoint_meta: dict):  # fmt: skip
         self.recipe, self.comps, self.model, self.device, self.info = recipe, comps, estimator, device, info
