@@ -265,6 +265,10 @@ class Metric(Component):
     """An evaluation error, reported per (frame, joint) so that means and STDs pool exactly."""
 
     unit: ClassVar[str] = ""
+    #: frames an error looks at, ending at its own (e.g. 4 for a jerk): the engine passes whole
+    #: sequences (time = the last leading dim) and keeps frame t only if frames t-n+1..t all count;
+    #: rows that are NaN (no complete window) are dropped too
+    temporal_support: ClassVar[int] = 1
 
     @abstractmethod
     def errors(self, prediction: BodyPose, target: BodyPose) -> torch.Tensor:

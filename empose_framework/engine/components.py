@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from rich.markup import escape
 
 from empose_framework.engine.evaluation import NamedMetric
 from empose_framework.errors import DataError, EmposeError
@@ -76,7 +77,7 @@ def build(registry, recipe, device: torch.device, *, need_train: bool, cross_sub
             if not optional:
                 raise
             comps.skipped[name] = exc.message
-            log(f"[yellow]skipping optional test set '{name}':[/] {exc.message}")
+            log(f"[yellow]skipping optional test set '{name}':[/] {escape(exc.message)}")
     comps.losses = [
         WeightedLoss(name, float(spec.get("weight", 1.0)), registry.build("loss", spec, body_model=body_model))
         for name, spec in zip(_unique_names(data["losses"]), data["losses"])

@@ -82,7 +82,7 @@ def metric_errors(metrics: list[NamedMetric], pred: BodyPose, batch: Batch) -> d
     for m in metrics:
         err = m.metric.errors(pred, batch.target).reshape(bsz, n_frames, -1)
         keep = mask
-        support = int(getattr(m.metric, "temporal_support", 1))
+        support = int(m.metric.temporal_support)
         if support > 1:  # a frame counts only when every frame its error looks at counts
             padded = torch.cat([mask.new_zeros(bsz, support - 1), mask], dim=1).float()
             keep = padded.unfold(1, support, 1).min(dim=-1).values.bool()

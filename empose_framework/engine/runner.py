@@ -270,7 +270,7 @@ def _evaluate_tests(comps: Components, estimator, data, run_dir: Path, report, w
         shown = ", ".join(f"{escape(m.header)} {overall[f'{m.name}_mean']:.2f} ± {overall[f'{m.name}_std']:.2f}" for m in pool.metrics)
         report(f"{label} overall ({overall['used_frames']} frames): {shown}; table in {csv_path}", console=False)
     for name, why in comps.skipped.items():
-        report(f"[yellow]test set '{name}' skipped:[/] {why}")
+        report(f"[yellow]test set '{name}' skipped:[/] {escape(why)}")
 
 
 def estimator_device(estimator) -> torch.device:
