@@ -30,7 +30,8 @@ TOP_LEVEL = (
     Param("missing_data_hint", str | None, None, "extra advice shown when this recipe's data is missing"),
     Param("body_model", ComponentRef("body_model"), doc="the body model"),
     Param("data", dict, {}, "sensor sources: train, valid, and test (one spec or named specs)"),
-    Param("estimator", ComponentRef("estimator"), doc="the estimator"),
+    Param("estimator", ComponentRef("estimator"), None,
+          "the estimator (task: train; task: evaluate takes it from the checkpoint)"),
     Param("losses", list, [], "training losses, each a loss spec with an optional `weight`"),
     Param("metrics", list, ["mpjpe", "pa_mpjpe", "mpjae"], "evaluation metrics"),
     Param("train", dict, {}, "training settings (`empose describe recipe train`)"),
@@ -43,7 +44,7 @@ ENGINE_KEYS = {
     "sensor_source": (Param("optional", bool, False, "skip this data set with a notice when its data is missing"),),
 }
 DATA_SPLITS = ("train", "valid", "test")
-_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 class _Loader(yaml.SafeLoader):
@@ -184,15 +185,14 @@ def _interpolate(node: Any, path: Path, where: str, hint: str | None) -> Any:
     if not isinstance(node, str) or "${" not in node:
         return node
 
-    def substitute(match: re.Match) -> str:
-        name, default = match.group(1), match.group(2)
+    def lookup(name: str, default: str | None) -> str:
         if name == "RECIPE_DIR":
             return str(path.resolve().parent)
         value = os.environ.get(name)
         if value:
             return value
         if default is not None:
-            return default
+            return expand(default)  # defaults may nest: ${A:-${B:-x}}; only expanded when needed
         extra = f" {hint}" if hint else ""
         raise RecipeError(
             f"{path}: {where}: environment variable {name} is not set. Export it (e.g. `export {name}=/path/to/data`), "
@@ -200,7 +200,28 @@ def _interpolate(node: Any, path: Path, where: str, hint: str | None) -> Any:
             f"`--set {where}=...`.{extra}"
         )
 
-    return _VAR.sub(substitute, node)
+    def expand(text: str) -> str:
+        out, i = [], 0
+        while (j := text.find("${", i)) >= 0:
+            out.append(text[i:j])
+            m = _NAME.match(text, j + 2)
+            if not m:
+                raise RecipeError(f"{path}: {where}: bad variable reference in {node!r}: expected ${{NAME}} or ${{NAME:-default}}.")
+            i, default = m.end(), None
+            if text.startswith(":-", i):
+                depth, k = 0, i + 2
+                while k < len(text) and not (text[k] == "}" and depth == 0):
+                    depth += text.startswith("${", k)
+                    depth -= text[k] == "}"
+                    k += 1
+                default, i = text[i + 2 : k], k
+            if i >= len(text) or text[i] != "}":
+                raise RecipeError(f"{path}: {where}: unterminated variable reference in {node!r}: a `${{` lacks its `}}`.")
+            out.append(lookup(m.group(), default))
+            i += 1
+        return "".join(out) + text[i:]
+
+    return expand(node)
 
 
 # ------------------------------------------------------------------------------------ validation
@@ -216,6 +237,9 @@ class _Validator:
 
     def recipe(self, raw: dict) -> dict:
         out = self.fields(raw, TOP_LEVEL, "", "recipe")
+        if out["task"] == "train" and out["estimator"] is None:
+            raise self.error("estimator", "missing required key: task 'train' needs an estimator to train, e.g. "
+                             "`estimator: {use: lgd, rnn_init: true}`. `empose list-plugins --kind estimator` lists them.")
         out["data"] = self.data(out["data"])
         out["losses"] = [self.component("loss", s, f"losses.{i}") for i, s in enumerate(out["losses"])]
         out["metrics"] = [self.component("metric", s, f"metrics.{i}") for i, s in enumerate(out["metrics"])]

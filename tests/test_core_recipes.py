@@ -85,6 +85,11 @@ def test_missing_required_key(tmp_path):
     assert "data.train.path: missing required key (str: where the data lives)" in msg
     msg = error(tmp_path, GOOD.replace("estimator: {use: lgd, hidden: 256}", "estimator: {hidden: 256}"))
     assert "estimator.use: missing required key: which estimator to use." in msg
+    msg = error(tmp_path, GOOD.replace("estimator: {use: lgd, hidden: 256}\n", ""))
+    assert "r.yaml: estimator: missing required key: task 'train' needs an estimator to train" in msg
+    # an evaluate recipe takes its estimator from the checkpoint
+    text = GOOD.replace("estimator: {use: lgd, hidden: 256}\n", "").replace("task: train", "task: evaluate")
+    assert load(write(tmp_path, text)).data["estimator"] is None
 
 
 def test_env_interpolation(tmp_path, monkeypatch):
@@ -98,6 +103,17 @@ def test_env_interpolation(tmp_path, monkeypatch):
     msg = error(tmp_path, text)
     assert "r.yaml: data.train.path: environment variable EMPOSE_TEST_ROOT is not set." in msg
     assert "--set data.train.path=..." in msg
+
+
+def test_nested_defaults_expand_only_when_needed(tmp_path, monkeypatch):
+    monkeypatch.setenv("EMPOSE_TEST_ROOT", "/set")
+    monkeypatch.delenv("EMPOSE_TEST_UNSET", raising=False)
+    text = GOOD.replace("/data/train", "'${EMPOSE_TEST_UNSET:-${EMPOSE_TEST_ROOT:-/x}/d}'")
+    text = text.replace("/m}", "'${EMPOSE_TEST_ROOT:-${EMPOSE_TEST_UNSET}}'}")  # unset inner var never read
+    r = load(write(tmp_path, text)).data
+    assert r["data"]["train"]["path"] == "/set/d" and r["data"]["train"]["motions"]["path"] == "/set"
+    msg = error(tmp_path, GOOD.replace("/data/train", "'${EMPOSE_TEST_ROOT'"))
+    assert "data.train.path: unterminated variable reference in '${EMPOSE_TEST_ROOT': a `${` lacks its `}`." in msg
 
 
 def test_recipe_dir_variable(tmp_path):
@@ -160,3 +176,27 @@ def test_cli_usage_errors_are_messages_not_tracebacks(tmp_path):
     assert r.returncode == 2 and "No such option: --bogus" in r.stderr and "Traceback" not in r.stderr
     r = run_empose("describe", "estimater", "lgd")
     assert r.returncode == 2 and "unknown component kind 'estimater'. Did you mean 'estimator'?" in r.stderr
+
+
+def test_readme_recipe_example_validates(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = readme.split("## Recipes", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
+    monkeypatch.setenv("EM_DATA_SYNTH", "/data/synth")
+    monkeypatch.setenv("EM_DATA_REAL", "/data/real")
+    r = load_recipe(write(tmp_path, block), [])  # the installed plugins, as a user has them
+    assert r.data["data"]["train"]["motions"]["path"] == "/data/synth/amass_lmdb"
+    assert r.data["estimator"]["rnn_init"] is True and r.data["losses"][0]["weight"] == 10.0
+
+
+def test_every_shipped_recipe_validates(monkeypatch):
+    from pathlib import Path
+
+    for var in ("SMPL_MODELS", "EM_DATA_SYNTH", "EM_DATA_REAL"):
+        monkeypatch.setenv(var, f"/data/{var.lower()}")
+    recipes = sorted((Path(__file__).resolve().parents[1] / "recipes").glob("[!_]*.yaml"))
+    assert len(recipes) == 9
+    for path in recipes:
+        r = load_recipe(path, [])
+        assert r.data["name"] == path.stem
