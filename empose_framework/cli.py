@@ -50,7 +50,7 @@ def build_app(registry: Registry) -> typer.Typer:
         debug: bool = typer.Option(False, "--debug", help="Show full tracebacks."),
         version: bool = typer.Option(False, "--version", help="Print the version and exit."),
     ):
-        """(Options are read before plugins load; see `empose --help`.)"""
+        """(-p, --strict-plugins and --debug are read before plugins load, wherever they stand.)"""
         if version:
             out.print(f"empose {__version__}")
             raise typer.Exit()
@@ -176,29 +176,27 @@ def registry_kind(value: str) -> str:
     return kind
 
 
-def _early_options(argv: list[str]) -> tuple[set[str], bool, bool]:
-    """-p no:NAME / --strict-plugins / --debug, read before the app exists."""
-    disabled, strict, debug = set(), False, False
-    it = iter(range(len(argv)))
-    for i in it:
-        a = argv[i]
-        if a == "-p" and i + 1 < len(argv):
-            value = argv[i + 1]
-            next(it, None)
-        elif a.startswith("-p") and len(a) > 2:
-            value = a[2:]
-        else:
+def _early_options(argv: list[str]) -> tuple[list[str], set[str], bool, bool]:
+    """Take `-p no:NAME`, `--strict-plugins` and `--debug` out of argv wherever they stand (plugins
+    must be loaded before the app exists); returns (rest of argv, disabled, strict, debug)."""
+    rest, disabled, strict, debug = [], set(), False, False
+    args = iter(argv)
+    for a in args:
+        if a == "-p" or (a.startswith("-p") and len(a) > 2 and not a.startswith("--")):
+            value = next(args, "") if a == "-p" else a[2:]
+            if value.startswith("no:"):
+                disabled.add(value[3:])
+        elif a in ("--strict-plugins", "--debug"):
             strict |= a == "--strict-plugins"
             debug |= a == "--debug"
-            continue
-        if value.startswith("no:"):
-            disabled.add(value[3:])
-    return disabled, strict, debug
+        else:
+            rest.append(a)
+    return rest, disabled, strict, debug
 
 
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
-    disabled, strict, debug = _early_options(argv)
+    argv, disabled, strict, debug = _early_options(argv)
     try:
         registry = get_registry(disabled=disabled, strict=strict)
         shown = list(registry.failures)

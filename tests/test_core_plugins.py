@@ -68,7 +68,7 @@ def test_plugin_can_be_disabled(site, how):
     if how == "env":
         r = run_empose("list-plugins", pythonpath=site, env={"EMPOSE_DISABLE_PLUGINS": "broken,toy"})
     else:
-        r = run_empose("-p", "no:broken", "-p", "no:toy", "list-plugins", pythonpath=site)
+        r = run_empose("-p", "no:broken", "list-plugins", "-p", "no:toy", pythonpath=site)  # anywhere, like pytest
     assert r.returncode == 0
     assert "broken" not in r.stderr
     assert "toy-plugin" not in r.stdout
