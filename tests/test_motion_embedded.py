@@ -109,3 +109,15 @@ def test_feet_on_the_floor_walking_forward_sitting_down(body):
             assert np.linalg.norm(path) < 0.1 * seconds
         if activity == "sitting":
             assert joints[:, 0, 1].max() - joints[:, 0, 1].min() > 0.25  # the pelvis goes down to a seat
+
+
+def test_generated_motions_are_cached_read_only(body):
+    src = EmbeddedMotions(body, split="test", count=3, seconds=2.0)
+    first = src[1]
+    assert src[1] is first  # generated once per process
+    fresh = src.generate(1)[0]  # the uncached path gives the same motion
+    np.testing.assert_array_equal(first.pose, fresh.pose)
+    np.testing.assert_array_equal(first.trans, fresh.trans)
+    with pytest.raises(ValueError, match="read-only"):
+        first.pose[0, 0, 0] = 1.0  # a consumer cannot corrupt the cached copy
+    assert len(pickle.dumps(src)) < 20000  # the cache does not travel to DataLoader workers

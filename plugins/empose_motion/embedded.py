@@ -437,6 +437,9 @@ def ground_translation(joints: np.ndarray, flight: np.ndarray | None = None, con
     return trans
 
 
+CACHE_BYTES = 512 * 2**20
+
+
 class EmbeddedMotions(MotionSource):
     """Generated motions of the EM-POSE activities; deterministic from (seed, split, index), no download.
 
@@ -470,6 +473,11 @@ class EmbeddedMotions(MotionSource):
         self.layout = BodyLayout(body_model, where)
         self._rest0, self._rest_dirs = self._rest_model(body_model)
         self.ids = [f"embedded/{split}/{seed}/{i:05d}_{acts[i % len(acts)]}" for i in range(self.count)]
+        # Generating a motion costs ~15 ms, most of a training step's data time: keep generated motions
+        # (read-only, so no consumer can alter the cached copy) up to CACHE_BYTES per process.
+        frame_bytes = 4 * 3 * (body_model.n_pose_joints + 1)
+        self._cache: dict[int, Motion] = {}
+        self._cache_size = min(self.count, CACHE_BYTES // max(1, int(1.2 * self.seconds * FPS) * frame_bytes))
 
     def _rest_model(self, body_model):
         """Rest joints of the SMPL body joints as J0 + betas @ dJ (linear in the betas, as in SMPL),
@@ -484,6 +492,9 @@ class EmbeddedMotions(MotionSource):
             joints = body_model.forward(BodyPose(torch.zeros(k + 1, j, 3), betas, torch.zeros(k + 1, 3)), vertices=False).joints
         joints = joints[:, self.layout.columns].double().cpu().numpy()
         return joints[0], joints[1:] - joints[0]
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_cache": {}}  # workers regenerate; pickles stay small
 
     def __len__(self) -> int:
         return self.count
@@ -510,4 +521,12 @@ class EmbeddedMotions(MotionSource):
     def __getitem__(self, index: int) -> Motion:
         if not -len(self) <= index < len(self):
             raise IndexError(index)
-        return self.generate(index % len(self))[0]
+        index %= len(self)
+        motion = self._cache.get(index)
+        if motion is None:
+            motion = self.generate(index)[0]
+            if len(self._cache) < self._cache_size:
+                for array in (motion.pose, motion.betas, motion.trans):
+                    array.flags.writeable = False
+                self._cache[index] = motion
+        return motion
