@@ -7,10 +7,13 @@ module must stay light: `empose list-plugins` and `empose validate` import it wi
 
 from __future__ import annotations
 
+import os
+import re
 import types
 import typing
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, Callable
 
 
 class _Required:
@@ -101,3 +104,23 @@ def coerce(value: Any, tp: Any) -> Any:
     if tp is float and isinstance(value, int):
         return float(value)
     return value
+
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)")
+
+
+def expand_env_path(value: str, unset: Callable[[str], Exception]) -> tuple[Path, list[str]]:
+    """A path parameter with `${VAR}` / `$VAR` and `~` expanded. Declared defaults such as
+    `${EM_DATA_REAL}` reach components unexpanded (recipes interpolate only what they spell out), so
+    components expand their path params with this. `unset(name)` builds the error for an unset or empty
+    variable; the variables used are returned too, so later errors about the path can name them."""
+    used: list[str] = []
+
+    def substitute(match: re.Match) -> str:
+        name = match.group(1) or match.group(2)
+        used.append(name)
+        if not os.environ.get(name):
+            raise unset(name)
+        return os.environ[name]
+
+    return Path(_ENV_REF.sub(substitute, str(value))).expanduser(), used

@@ -200,3 +200,16 @@ def test_every_shipped_recipe_validates(monkeypatch):
     for path in recipes:
         r = load_recipe(path, [])
         assert r.data["name"] == path.stem
+
+
+def test_path_params_expand_environment_variables(monkeypatch):
+    from pathlib import Path
+
+    from empose_framework.params import expand_env_path
+
+    monkeypatch.setenv("EMPOSE_TEST_ROOT", "/data")
+    monkeypatch.delenv("EMPOSE_TEST_UNSET", raising=False)
+    assert expand_env_path("${EMPOSE_TEST_ROOT}/a/$EMPOSE_TEST_ROOT", KeyError) == (Path("/data/a/data"), ["EMPOSE_TEST_ROOT"] * 2)
+    assert expand_env_path("~/x", KeyError)[0] == Path.home() / "x"
+    with pytest.raises(RecipeError, match="EMPOSE_TEST_UNSET is unset"):
+        expand_env_path("${EMPOSE_TEST_UNSET}/a", lambda name: RecipeError(f"{name} is unset"))

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import re
 import zipfile
 import zlib
 from pathlib import Path
@@ -11,28 +9,19 @@ from pathlib import Path
 import numpy as np
 
 from empose_framework.errors import DataError, EmposeError
+from empose_framework.params import expand_env_path
 
 _READ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, RuntimeError)
-_ENV = re.compile(r"\$\{(\w+)\}|\$(\w+)")
 
 
 def expand_env(value: str, where: str) -> tuple[Path, list[str]]:
     """Expand `${VAR}` / `$VAR` in a path; an unset variable is an error naming it. Returns the path
     and the variables used (so later errors about the path can name them too)."""
-    used = []
-
-    def sub(m):
-        name = m.group(1) or m.group(2)
-        used.append(name)
-        if name not in os.environ or not os.environ[name]:
-            raise EmposeError(
-                f"{where}: the path '{value}' uses the environment variable {name}, which is not set. "
-                f"Set {name} to the folder that holds the data (e.g. `export {name}=/data/empose`), or "
-                f"give the path explicitly in the recipe."
-            )
-        return os.environ[name]
-
-    return Path(_ENV.sub(sub, value)).expanduser(), used
+    return expand_env_path(value, lambda name: EmposeError(
+        f"{where}: the path '{value}' uses the environment variable {name}, which is not set. "
+        f"Set {name} to the folder that holds the data (e.g. `export {name}=/data/empose`), or "
+        f"give the path explicitly in the recipe."
+    ))  # fmt: skip
 
 
 def open_npz(path: Path) -> np.lib.npyio.NpzFile:

@@ -14,13 +14,13 @@ Optional keys written by the embedded generator: `sensor_site_names (S,)`, `sens
 from __future__ import annotations
 
 import os
-import re
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from empose_framework.errors import DataError, EmposeError
+from empose_framework.params import expand_env_path
 
 SMPL_MODELS_ENV = "SMPL_MODELS"
 DEFAULT_SMPLH_PATH = "${SMPL_MODELS}/smplh_amass/neutral/model.npz"
@@ -45,14 +45,10 @@ def _how_to_get_it(path: str | None = None) -> str:
 def resolve_smplh_path(path: str | os.PathLike) -> Path:
     """Expand `${SMPL_MODELS}` (or any `${VAR}`/`$VAR`) and `~` in a model path; a clear error if unset."""
     text = str(path)
-    for name in re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)", text):
-        var = name[0] or name[1]
-        if not os.environ.get(var):
-            raise EmposeError(
-                f"the SMPL-H body model path '{text}' uses the environment variable ${var}, which is not set. "
-                + _how_to_get_it(text)
-            )
-    return Path(os.path.expanduser(os.path.expandvars(text)))
+    return expand_env_path(text, lambda var: EmposeError(
+        f"the SMPL-H body model path '{text}' uses the environment variable ${var}, which is not set. "
+        + _how_to_get_it(text)
+    ))[0]  # fmt: skip
 
 
 def load_model_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
