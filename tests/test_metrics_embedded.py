@@ -65,3 +65,20 @@ def test_per_frame_and_per_sequence_shapes_agree(body):
         a, b = metric.errors(per_seq, truth), metric.errors(per_frame, truth)
         assert a.shape[0] == 8
         torch.testing.assert_close(a, b, equal_nan=True)
+
+
+def test_metrics_pose_each_body_once_and_never_reuse_stale_joints(body, monkeypatch):
+    calls = []
+    forward = body.forward
+    monkeypatch.setattr(body, "forward", lambda pose, vertices=True: calls.append(1) or forward(pose, vertices))
+    pred = BodyPose(_random_pose(4, 3), torch.zeros(4, 10))
+    truth = BodyPose(_random_pose(4, 4), torch.zeros(4, 10))
+    mpjpe, pa = MPJPE(body_model=body), PAMPJPE(body_model=body)
+    first = mpjpe.errors(pred, truth)
+    pa.errors(pred, truth)
+    assert len(calls) == 2  # prediction and truth posed once for both metrics
+    pred.pose[:, 5] += 0.5  # an in-place change must be seen
+    changed = mpjpe.errors(pred, truth)
+    assert len(calls) == 3 and not torch.allclose(first, changed)
+    expected = (forward(pred, False).joints[:, :22] - forward(truth, False).joints[:, :22]).norm(dim=-1) * 1000
+    torch.testing.assert_close(changed, expected[:, mpjpe.joint_idx])
