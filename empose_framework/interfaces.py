@@ -173,6 +173,15 @@ class Motion:
         return int(self.pose.shape[0])
 
 
+def fit_betas(betas: np.ndarray, n_betas: int) -> np.ndarray:
+    """Shape coefficients resized to a body model's K, float32: extra ones dropped (as the original does
+    with AMASS's 16), missing ones zero (the mean shape along those directions)."""
+    out = np.zeros(n_betas, dtype=np.float32)
+    k = min(n_betas, betas.shape[-1])
+    out[:k] = betas[:k]
+    return out
+
+
 # --------------------------------------------------------------------------- component kinds
 
 

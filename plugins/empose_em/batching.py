@@ -28,14 +28,6 @@ def pad_stack(arrays: list[np.ndarray], t: int) -> np.ndarray:
     return out
 
 
-def fit_betas(betas: np.ndarray, k: int) -> np.ndarray:
-    """Betas truncated (as the original) or zero-padded to the body model's K, float32."""
-    out = np.zeros(k, dtype=np.float32)
-    n = min(k, betas.shape[-1])
-    out[:n] = betas[:n]
-    return out
-
-
 def inside_mask(seq_len: torch.Tensor, t: int) -> torch.Tensor:
     """(B, t) bool: frame index below the true length."""
     return torch.arange(t, device=seq_len.device)[None, :] < seq_len[:, None]

@@ -26,9 +26,9 @@ import torch
 
 from empose_framework.errors import DataError, EmposeError
 from empose_framework.geometry import aa_to_rotmat
-from empose_framework.interfaces import Batch, BodyModel, BodyPose, SensorFrames, SensorOffsets, SensorSource
+from empose_framework.interfaces import Batch, BodyModel, BodyPose, SensorFrames, SensorOffsets, SensorSource, fit_betas
 from empose_framework.params import Param
-from empose_em.batching import crop_starts, fit_betas, inside_mask, normalise_root, pad_stack
+from empose_em.batching import crop_starts, inside_mask, normalise_root, pad_stack
 from empose_em.npzio import check_numeric, check_rotations, check_shape, expand_env, open_npz, read_key
 from empose_em.sensor_sets import EM12, resolve_sensors
 

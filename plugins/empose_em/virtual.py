@@ -23,9 +23,11 @@ import numpy as np
 import torch
 
 from empose_framework.errors import DataError, EmposeError
-from empose_framework.interfaces import Batch, BodyModel, BodyPose, MotionSource, SensorFrames, SensorOffsets, SensorSource
+from empose_framework.interfaces import (
+    Batch, BodyModel, BodyPose, MotionSource, SensorFrames, SensorOffsets, SensorSource, fit_betas,
+)
 from empose_framework.params import ComponentRef, Param
-from empose_em.batching import crop_starts, fit_betas, inside_mask, normalise_root, pad_stack
+from empose_em.batching import crop_starts, inside_mask, normalise_root, pad_stack
 from empose_em.noise import spherical_noise, suppression_mask
 from empose_em.npzio import expand_env
 from empose_em.offsets import OffsetBank, embedded_bank, load_bank, zero_bank

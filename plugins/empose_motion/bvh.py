@@ -39,9 +39,9 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 from empose_framework.errors import DataError, EmposeError
-from empose_framework.interfaces import Motion, MotionSource
+from empose_framework.interfaces import Motion, MotionSource, fit_betas
 from empose_framework.params import Param
-from empose_motion.layout import SPLITS, canonical, fit_betas, pose_joint_index, select_ids
+from empose_motion.layout import SPLITS, canonical, pose_joint_index, select_ids
 from empose_motion.resample import resample_motion
 
 FPS = 60.0

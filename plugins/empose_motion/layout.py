@@ -14,6 +14,7 @@ from typing import Sequence
 import numpy as np
 
 from empose_framework.errors import DataError, EmposeError
+from empose_framework.interfaces import fit_betas
 
 #: The 22 SMPL/SMPL-H body joints, stored order (reference §2.2).
 SMPL_BODY_JOINTS = (
@@ -68,15 +69,6 @@ class BodyLayout:
 
     def betas(self, betas: np.ndarray) -> np.ndarray:
         return fit_betas(betas, self.n_betas)
-
-
-def fit_betas(betas: np.ndarray, n_betas: int) -> np.ndarray:
-    """Shape coefficients resized to the body model's K: extra ones dropped (as the original does with
-    AMASS's 16), missing ones zero (the mean shape along those directions)."""
-    out = np.zeros(n_betas, dtype=np.float32)
-    k = min(n_betas, betas.shape[0])
-    out[:k] = betas[:k]
-    return out
 
 
 # --------------------------------------------------------------------------- subsets of a collection
