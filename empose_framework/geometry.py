@@ -1,7 +1,7 @@
 """Rotations and rigid alignment in torch, batched over any leading dimensions.
 
 Thin wrappers around roma (robust near 0 and pi, differentiable) fixing empose's conventions:
-quaternions are (x, y, z, w); rotation matrices map local to parent coordinates.
+rotation matrices map local to parent coordinates; axis-angle angles lie in [0, pi].
 """
 
 from __future__ import annotations
@@ -18,24 +18,6 @@ def aa_to_rotmat(aa: torch.Tensor) -> torch.Tensor:
 def rotmat_to_aa(rot: torch.Tensor) -> torch.Tensor:
     """Rotation matrices (..., 3, 3) -> axis-angle (..., 3) with angle in [0, pi] (quaternion-based)."""
     return roma.rotmat_to_rotvec(rot)
-
-
-def rotmat_to_quat(rot: torch.Tensor) -> torch.Tensor:
-    """Rotation matrices (..., 3, 3) -> unit quaternions (..., 4), (x, y, z, w)."""
-    return roma.rotmat_to_unitquat(rot)
-
-
-def quat_to_rotmat(q: torch.Tensor) -> torch.Tensor:
-    """Unit quaternions (..., 4), (x, y, z, w) -> rotation matrices (..., 3, 3)."""
-    return roma.unitquat_to_rotmat(q)
-
-
-def aa_to_quat(aa: torch.Tensor) -> torch.Tensor:
-    return roma.rotvec_to_unitquat(aa)
-
-
-def quat_to_aa(q: torch.Tensor) -> torch.Tensor:
-    return roma.unitquat_to_rotvec(q)
 
 
 def geodesic_angle(r1: torch.Tensor, r2: torch.Tensor) -> torch.Tensor:

@@ -63,15 +63,6 @@ def barrier(info: DistInfo) -> None:
         dist.barrier()
 
 
-def broadcast_flag(value: bool, info: DistInfo, device: torch.device) -> bool:
-    """Rank 0's decision (e.g. "stop now") for everyone, so all ranks leave the loop at the same step."""
-    if not info.enabled:
-        return value
-    t = torch.tensor([int(value)], device=device)
-    dist.broadcast(t, src=0)
-    return bool(t.item())
-
-
 def any_flag(value: bool, info: DistInfo, device: torch.device) -> bool:
     """True on every rank when it is true on any rank (Ctrl-C reaches each torchrun worker)."""
     if not info.enabled:
