@@ -5,12 +5,10 @@ from __future__ import annotations
 from typing import Iterable
 
 from empose_framework.errors import EmposeError
+from empose_smplh.constants import SENSOR_SITE_NAMES
 
-#: The 12 EM-POSE sensor sites in the reference's S order (§2.1).
-EM12: tuple[str, ...] = (
-    "back", "head", "r_forearm", "r_upper_arm", "r_shoulder", "r_thigh",
-    "r_shank", "l_forearm", "l_upper_arm", "l_shoulder", "l_thigh", "l_shank",
-)  # fmt: skip
+#: The 12 EM-POSE sensor sites in the reference's S order (§2.1), as the body models name them.
+EM12: tuple[str, ...] = SENSOR_SITE_NAMES
 #: S_CONFIG_6 = [0, 1, 2, 6, 7, 11]: pelvis, head, both forearms, both shanks.
 EM6: tuple[str, ...] = tuple(EM12[i] for i in (0, 1, 2, 6, 7, 11))
 

@@ -17,12 +17,9 @@ from empose_framework.errors import RecipeError
 from empose_framework.geometry import aa_to_rotmat, geodesic_angle, local_to_global, similarity_fit
 from empose_framework.interfaces import BodyModel, BodyPose, Metric
 from empose_framework.params import Param
+from empose_smplh.constants import BODY_JOINT_NAMES as BODY_JOINTS
+from empose_smplh.constants import canonical_joint_name
 
-BODY_JOINTS = (
-    "pelvis", "left_hip", "right_hip", "spine1", "left_knee", "right_knee", "spine2", "left_ankle", "right_ankle",
-    "spine3", "left_foot", "right_foot", "neck", "left_collar", "right_collar", "head", "left_shoulder",
-    "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist",
-)  # fmt: skip
 #: §2.2: positional metrics use the 22 body joints but the feet
 POSITION_JOINTS = tuple(j for j in BODY_JOINTS if j not in ("left_foot", "right_foot"))
 #: §2.2: the angular metric skips root, ankles, feet and wrists (15 joints)
@@ -32,18 +29,10 @@ ANGLE_JOINTS = (
 )  # fmt: skip
 
 
-def _canonical(name: str) -> str:
-    name = name.lower()
-    for short, long in (("l_", "left_"), ("r_", "right_")):
-        if name.startswith(short):
-            return long + name[len(short) :]
-    return {"root": "pelvis"}.get(name, name)
-
-
 def joint_indices(body_model: BodyModel, names: Sequence[str], metric: str, param: str = "joints") -> list[int]:
     """Indices of `names` among the body model's estimated joints; a RecipeError names the missing ones."""
-    available = [_canonical(n) for n in list(body_model.joint_names)[: body_model.n_pose_joints]]
-    missing = [n for n in names if _canonical(n) not in available]
+    available = [canonical_joint_name(n) for n in list(body_model.joint_names)[: body_model.n_pose_joints]]
+    missing = [n for n in names if canonical_joint_name(n) not in available]
     if missing:
         raise RecipeError(
             f"metric '{metric}': joints {missing} are not among the {body_model.n_pose_joints} estimated joints of "
@@ -51,7 +40,7 @@ def joint_indices(body_model: BodyModel, names: Sequence[str], metric: str, para
             f"List the joints to evaluate with `{param}:` in the metric's spec (e.g. `metrics: [{{use: {metric}, "
             f"{param}: [...]}}]`)."
         )
-    return [available.index(_canonical(n)) for n in names]
+    return [available.index(canonical_joint_name(n)) for n in names]
 
 
 _RECENT_FK: list[tuple] = []  # (body model, pose tensor, betas tensor, their versions, joints), newest first

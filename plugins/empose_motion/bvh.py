@@ -41,7 +41,8 @@ from scipy.spatial.transform import Rotation
 from empose_framework.errors import DataError, EmposeError
 from empose_framework.interfaces import Motion, MotionSource, fit_betas
 from empose_framework.params import Param
-from empose_motion.layout import SPLITS, canonical, pose_joint_index, select_ids
+from empose_motion.layout import SPLITS, pose_joint_index, select_ids
+from empose_smplh.constants import canonical_joint_name as canonical
 from empose_motion.resample import resample_motion
 
 FPS = 60.0

@@ -26,7 +26,8 @@ from scipy.spatial.transform import Rotation
 from empose_framework.errors import EmposeError
 from empose_framework.interfaces import Motion, MotionSource
 from empose_framework.params import Param
-from empose_motion.layout import SMPL_BODY_JOINTS, SMPL_BODY_PARENTS, BodyLayout
+from empose_motion.layout import BodyLayout
+from empose_smplh.constants import SMPL_BODY_JOINTS, SMPL_BODY_PARENTS
 
 FPS = 60.0
 

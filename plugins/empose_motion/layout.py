@@ -15,26 +15,8 @@ import numpy as np
 
 from empose_framework.errors import DataError, EmposeError
 from empose_framework.interfaces import fit_betas
-
-#: The 22 SMPL/SMPL-H body joints, stored order (reference §2.2).
-SMPL_BODY_JOINTS = (
-    "root", "l_hip", "r_hip", "spine1", "l_knee", "r_knee", "spine2", "l_ankle", "r_ankle", "spine3",
-    "l_foot", "r_foot", "neck", "l_collar", "r_collar", "head", "l_shoulder", "r_shoulder", "l_elbow",
-    "r_elbow", "l_wrist", "r_wrist",
-)
-SMPL_BODY_PARENTS = (-1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19)
-
-_ALIASES = {"pelvis": "root", "hips": "root"}
-
-
-def canonical(name: str) -> str:
-    """`left_hip`, `L_Hip`, `l_hip` -> `l_hip`; `pelvis` -> `root`."""
-    n = name.strip().lower().replace("-", "_").replace(" ", "_")
-    for long, short in (("left_", "l_"), ("right_", "r_")):
-        if n.startswith(long):
-            n = short + n[len(long):]
-    return _ALIASES.get(n, n)
-
+from empose_smplh.constants import SMPL_BODY_JOINTS
+from empose_smplh.constants import canonical_joint_name as canonical
 
 def pose_joint_index(body_model, what: str) -> dict[str, int]:
     """Canonical name -> index among the body model's `n_pose_joints` leading joints."""

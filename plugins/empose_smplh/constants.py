@@ -22,6 +22,23 @@ PARENTS = (
 
 N_POSE_JOINTS = 22  # root + 21 body joints: what the estimators predict; hands stay flat
 
+_ALIASES = {"pelvis": "root", "hips": "root"}
+
+
+def canonical_joint_name(name: str) -> str:
+    """One spelling for the SMPL joint names that data and body models use: `left_hip`, `L_Hip` and
+    `l_hip` -> `l_hip`; `pelvis` -> `root`. Joints are matched by this, never by position alone."""
+    n = name.strip().lower().replace("-", "_").replace(" ", "_")
+    for long, short in (("left_", "l_"), ("right_", "r_")):
+        if n.startswith(long):
+            n = short + n[len(long):]
+    return _ALIASES.get(n, n)
+
+
+#: The 22 body joints in the short spelling (`root`, `l_hip`, ...) and their parents.
+SMPL_BODY_JOINTS = tuple(canonical_joint_name(n) for n in BODY_JOINT_NAMES)
+SMPL_BODY_PARENTS = PARENTS[:N_POSE_JOINTS]
+
 #: The 12 EM-POSE sensor sites in the reference's S order (§2.1) and their SMPL-H vertex ids.
 SENSOR_SITE_NAMES = (
     "back", "head", "r_forearm", "r_upper_arm", "r_shoulder", "r_thigh", "r_shank",
