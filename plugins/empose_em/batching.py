@@ -8,6 +8,14 @@ import torch
 from empose_framework.geometry import aa_to_rotmat, rotmat_to_aa
 
 
+def batch_order(n: int, batch_size: int, gen: torch.Generator | None):
+    """Index arrays of one pass over n sequences in batches: shuffled by `gen` when training, in
+    stored order otherwise (so validation sees the same batches every time)."""
+    order = torch.randperm(n, generator=gen).numpy() if gen is not None else np.arange(n)
+    for k in range(0, n, batch_size):
+        yield order[k : k + batch_size]
+
+
 def crop_starts(lengths: np.ndarray, window: int, train: bool, gen: torch.Generator | None) -> np.ndarray:
     """Start frame per sequence (§6.2): uniform in {0..F-W} when training, F//2 - W//2 otherwise;
     0 for sequences not longer than the window (kept whole)."""

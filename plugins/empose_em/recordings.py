@@ -25,10 +25,9 @@ import numpy as np
 import torch
 
 from empose_framework.errors import DataError, EmposeError
-from empose_framework.geometry import aa_to_rotmat
 from empose_framework.interfaces import Batch, BodyModel, BodyPose, SensorFrames, SensorOffsets, SensorSource, fit_betas
 from empose_framework.params import Param
-from empose_em.batching import crop_starts, inside_mask, normalise_root, pad_stack
+from empose_em.batching import batch_order, crop_starts, inside_mask, normalise_root, pad_stack
 from empose_em.npzio import check_numeric, check_rotations, check_shape, expand_env, open_npz, read_key
 from empose_em.sensor_sets import EM12, resolve_sensors
 
@@ -155,10 +154,8 @@ class EMPoseRecordings(SensorSource):
     def windows(self, batch_size: int, window: int, *, train: bool, seed: int, device="cpu") -> Iterator[Batch]:
         """Windows normalised on their own first frame (like synthetic training windows)."""
         gen = torch.Generator().manual_seed(int(seed)) if train else None
-        n = len(self._seqs)
-        order = torch.randperm(n, generator=gen).numpy() if train else np.arange(n)
-        for k in range(0, n, batch_size):
-            seqs = [self._seqs[int(i)] for i in order[k : k + batch_size]]
+        for idx in batch_order(len(self._seqs), batch_size, gen):
+            seqs = [self._seqs[int(i)] for i in idx]
             lengths = np.array([len(s["pose"]) for s in seqs])
             starts = crop_starts(lengths, window, train, gen)
             yield self._batch(seqs, starts, np.minimum(starts + window, lengths), device)
@@ -181,8 +178,7 @@ class EMPoseRecordings(SensorSource):
         valid12 = (stack("valid") > 0.5) & inside[:, :, None]
         betas = torch.as_tensor(np.stack([fit_betas(s["betas"], bm.n_betas) for s in seqs]), device=device)
 
-        r0 = aa_to_rotmat(pose_raw[:, 0, 0])  # (B, 3, 3)
-        pose, _ = normalise_root(pose_raw, inside)
+        pose, r0 = normalise_root(pose_raw, inside)  # r0: first-frame root rotation (B, 3, 3)
         r0t = r0.transpose(-1, -2)[:, None, None]  # (B, 1, 1, 3, 3)
         rel = pos - trans[:, :, None]
         if self.normalisation == "consistent":

@@ -27,7 +27,7 @@ from empose_framework.interfaces import (
     Batch, BodyModel, BodyPose, MotionSource, SensorFrames, SensorOffsets, SensorSource, fit_betas,
 )
 from empose_framework.params import ComponentRef, Param
-from empose_em.batching import crop_starts, inside_mask, normalise_root, pad_stack
+from empose_em.batching import batch_order, crop_starts, inside_mask, normalise_root, pad_stack
 from empose_em.noise import spherical_noise, suppression_mask
 from empose_em.npzio import expand_env
 from empose_em.offsets import OffsetBank, embedded_bank, load_bank, zero_bank
@@ -135,10 +135,7 @@ class VirtualEM(SensorSource):
 
     def windows(self, batch_size: int, window: int, *, train: bool, seed: int, device="cpu") -> Iterator[Batch]:
         gen = torch.Generator().manual_seed(int(seed)) if train else None
-        n = len(self.motions)
-        order = torch.randperm(n, generator=gen).numpy() if train else np.arange(n)
-        for k in range(0, n, batch_size):
-            idx = order[k : k + batch_size]
+        for idx in batch_order(len(self.motions), batch_size, gen):
             motions = [self.motions[int(i)] for i in idx]
             lengths = np.array([len(m) for m in motions])
             starts = crop_starts(lengths, window, train, gen)
