@@ -30,7 +30,9 @@ prepend) is detected by its jump to frame 1 and dropped (`first_frame: auto`).
 from __future__ import annotations
 
 import difflib
+import gzip
 import re
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -112,8 +114,12 @@ def parse_bvh(path: Path) -> BVH:
     """Read a BVH file; any problem is a DataError naming the file and line."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError as exc:
+        if path.suffix == ".gz":
+            with gzip.open(path, "rt", encoding="utf-8", errors="replace") as fh:
+                text = fh.read()
+        else:
+            text = path.read_text(encoding="utf-8", errors="replace")
+    except (OSError, EOFError, zlib.error) as exc:
         raise DataError(f"cannot read BVH file {path}: {exc}. Check the path in `path`.") from exc
     tokens = [(tok, n + 1) for n, line in enumerate(text.splitlines()) for tok in line.split()]
     pos = 0
@@ -527,7 +533,7 @@ class BVHMotions(MotionSource):
     """
 
     params: ClassVar[tuple[Param, ...]] = (
-        Param("path", str, doc="a .bvh file or a folder searched recursively for *.bvh"),
+        Param("path", str, doc="a .bvh (or .bvh.gz) file or a folder searched recursively for *.bvh and *.bvh.gz"),
         Param("joint_map", str | dict | None, None, "YAML file or mapping: body joint -> BVH joint (overrides the automatic map)"),
         Param("betas", list[float] | None, None, "body shape for the retargeted motion (default: mean shape)"),
         Param("rest", str, "offsets", "BVH rest pose: the HIERARCHY's offsets (zero rotations) or the first frame",
@@ -549,7 +555,7 @@ class BVHMotions(MotionSource):
         if self.path.is_file():
             files, base = [self.path], self.path.parent
         elif self.path.is_dir():
-            files, base = sorted(self.path.rglob("*.bvh")), self.path
+            files, base = sorted([*self.path.rglob("*.bvh"), *self.path.rglob("*.bvh.gz")]), self.path
             if not files:
                 raise DataError(f"{where}: no *.bvh files in that folder. Point `path` at a .bvh file or a folder of them.")
         else:
@@ -557,7 +563,7 @@ class BVHMotions(MotionSource):
         if rest not in ("offsets", "first_frame") or first_frame not in ("auto", "drop", "keep"):
             raise EmposeError(f"{where}: rest must be offsets|first_frame and first_frame auto|drop|keep "
                               f"(got {rest!r}, {first_frame!r}).")
-        ids = [f.relative_to(base).as_posix() for f in files]
+        ids = [f.relative_to(base).as_posix().removesuffix(".gz") for f in files]  # compressed or not, one id
         keep = select_ids(ids, split, include, exclude, where)
         self.files = [files[i] for i in keep]
         self.ids = [ids[i] for i in keep]
@@ -599,3 +605,20 @@ class BVHMotions(MotionSource):
                 self._cache.pop(next(iter(self._cache)))
             self._cache[index] = self.load(index)[0]
         return self._cache[index]
+
+
+#: The three real CMU clips shipped with empose (gzipped BVH; acknowledgement in that folder's README).
+CMU_CLIPS = Path(__file__).parent / "data" / "cmu"
+
+
+class CMUClips(BVHMotions):
+    """The three real CMU clips shipped with empose: 01_01 (playground jumps), 131_01 and 131_02 (walks).
+
+    Subjects 01 and 131 are not in the CMU training corpus, so these are real motions of people a
+    model trained on that corpus has never seen. The data was obtained from mocap.cs.cmu.edu; the
+    database was created with funding from NSF EIA-0196217."""
+
+    params: ClassVar[tuple[Param, ...]] = tuple(p for p in BVHMotions.params if p.name != "path")
+
+    def __init__(self, body_model, **kwargs):
+        super().__init__(CMU_CLIPS, body_model, **kwargs)

@@ -56,24 +56,29 @@ class BodyLayout:
 # --------------------------------------------------------------------------- subsets of a collection
 
 SPLITS = ("all", "train", "valid", "test")
+#: what a split hashes: the sequence id, or its folder (the subject in AMASS's dataset/subject/file layout)
+SPLIT_KEYS = ("sequence", "folder")
 
 
-def split_of(seq_id: str) -> str:
+def split_of(seq_id: str, by: str = "sequence") -> str:
     """Deterministic split of a sequence id: crc32 buckets 0-7 train, 8 valid, 9 test (80/10/10).
 
-    Hashing the id (not the position) keeps a sequence in its split when files are added or removed."""
-    bucket = zlib.crc32(seq_id.encode("utf-8")) % 10
+    Hashing the id (not the position) keeps a sequence in its split when files are added or removed.
+    `by="folder"` hashes the id's folder instead, so all sequences of one subject share a split and
+    validation subjects are never trained on."""
+    key = seq_id.rsplit("/", 1)[0] if by == "folder" and "/" in seq_id else seq_id
+    bucket = zlib.crc32(key.encode("utf-8")) % 10
     return "train" if bucket < 8 else ("valid" if bucket == 8 else "test")
 
 
 def select_ids(ids: Sequence[str], split: str, include: Sequence[str] | None, exclude: Sequence[str] | None,
-               where: str) -> list[int]:
+               where: str, split_by: str = "sequence") -> list[int]:
     """Positions of `ids` in `split` that match any `include` glob (all if None) and no `exclude` glob."""
     if split not in SPLITS:
         raise EmposeError(f"{where}: split must be one of {', '.join(SPLITS)}, not {split!r}.")
     keep = []
     for i, sid in enumerate(ids):
-        if split != "all" and split_of(sid) != split:
+        if split != "all" and split_of(sid, split_by) != split:
             continue
         if include and not any(fnmatch.fnmatchcase(sid, p) for p in include):
             continue

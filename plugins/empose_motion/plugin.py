@@ -17,6 +17,8 @@ def register_motion_sources(register):
              "AMASS/3DPW motions from an LMDB written by `empose preprocess` (or the original's)")
     register("bvh", "empose_motion.bvh:BVHMotions",
              "BVH motion capture (e.g. CMU) resampled to 60 fps and retargeted onto the body model")
+    register("cmu_clips", "empose_motion.bvh:CMUClips",
+             "The three real CMU motion-capture clips shipped with empose (01_01, 131_01, 131_02)")
     register("embedded", "empose_motion.embedded:EmbeddedMotions",
              "Generated EM-POSE-style activities (no download), deterministic from seed and split")
 
