@@ -7,6 +7,7 @@ module must stay light: `empose list-plugins` and `empose validate` import it wi
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import types
@@ -44,17 +45,76 @@ class ComponentRef:
 
 @dataclass(frozen=True)
 class Param:
-    """One parameter of a component: name, type, default (or REQUIRED), one-line doc."""
+    """One parameter of a component: name, type, default (or REQUIRED), one-line doc, and the values it
+    accepts (`choices`, or numbers in [`min`, `max`], or `check(value) -> problem | None` with `rule`
+    saying in words what it accepts), so that a recipe is refused before anything is built and
+    `empose describe` can show the range. Float values must always be finite."""
 
     name: str
     type: Any
     default: Any = REQUIRED
     doc: str = ""
     choices: tuple | None = None
+    min: float | None = None
+    max: float | None = None
+    check: Callable[[Any], str | None] | None = None
+    rule: str = ""
 
     @property
     def required(self) -> bool:
         return self.default is REQUIRED
+
+    def accepts(self) -> str:
+        """What the parameter accepts beyond its type, in words ('' if anything of the type)."""
+        parts = []
+        if self.choices is not None:
+            parts.append(f"one of {', '.join(map(repr, self.choices))}")
+        if self.min is not None and self.max is not None:
+            parts.append(f"{self.min:g} to {self.max:g}")
+        elif self.min is not None:
+            parts.append(f">= {self.min:g}")
+        elif self.max is not None:
+            parts.append(f"<= {self.max:g}")
+        if self.rule:
+            parts.append(self.rule)
+        return "; ".join(parts)
+
+    def problem(self, value: Any) -> str | None:
+        """Why a value of the right type is still not accepted (None if it is)."""
+        if self.choices is not None and value not in self.choices:
+            return f"expected one of {', '.join(map(repr, self.choices))}, got {value!r}"
+        numbers = [value] if _is_number(value) else []
+        if isinstance(value, (list, tuple)):
+            numbers = [v for v in value if _is_number(v)]
+        for v in numbers:
+            if isinstance(v, float) and not math.isfinite(v):
+                return f"expected a finite number, got {v!r}"
+            if (self.min is not None and v < self.min) or (self.max is not None and v > self.max):
+                return f"expected {self.accepts()}, got {v!r}"
+        if self.check is not None and value is not None:
+            return self.check(value)
+        return None
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def positive(value: Any) -> str | None:
+    """`check` for numbers that must be greater than zero (a learning rate, a clipping norm)."""
+    return None if value > 0 else f"expected a number > 0, got {value!r}"
+
+
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+=-]*")
+
+
+def plain_name(value: Any) -> str | None:
+    """`check` for values that become file or folder names: letters, digits and `_ . + = -`, not
+    starting with a dot, no `..`, no path separators (so they cannot leave their folder)."""
+    if not isinstance(value, str) or not _PLAIN_NAME.fullmatch(value) or ".." in value or len(value) > 200:
+        return (f"expected a plain name (letters, digits, _ . + = -; no '/', no '..', not starting with '.'), "
+                f"got {value!r}")
+    return None
 
 
 def type_name(tp: Any) -> str:

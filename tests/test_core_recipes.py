@@ -21,6 +21,9 @@ train: {lr: 5.0e-4, batch_size: 4}
 """
 
 
+DECLARE = "env: [EMPOSE_TEST_ROOT, EMPOSE_TEST_UNSET]\n"
+
+
 def write(tmp_path, text, name="r.yaml"):
     p = tmp_path / name
     p.write_text(textwrap.dedent(text))
@@ -93,7 +96,7 @@ def test_missing_required_key(tmp_path):
 
 
 def test_env_interpolation(tmp_path, monkeypatch):
-    text = GOOD.replace("/data/train", "'${EMPOSE_TEST_ROOT}/train'").replace("/m}", "'${EMPOSE_TEST_UNSET:-/fallback}/m'}")
+    text = DECLARE + GOOD.replace("/data/train", "'${EMPOSE_TEST_ROOT}/train'").replace("/m}", "'${EMPOSE_TEST_UNSET:-/fallback}/m'}")
     monkeypatch.setenv("EMPOSE_TEST_ROOT", "/mnt/x")
     monkeypatch.delenv("EMPOSE_TEST_UNSET", raising=False)
     r = load(write(tmp_path, text)).data
@@ -108,7 +111,7 @@ def test_env_interpolation(tmp_path, monkeypatch):
 def test_nested_defaults_expand_only_when_needed(tmp_path, monkeypatch):
     monkeypatch.setenv("EMPOSE_TEST_ROOT", "/set")
     monkeypatch.delenv("EMPOSE_TEST_UNSET", raising=False)
-    text = GOOD.replace("/data/train", "'${EMPOSE_TEST_UNSET:-${EMPOSE_TEST_ROOT:-/x}/d}'")
+    text = DECLARE + GOOD.replace("/data/train", "'${EMPOSE_TEST_UNSET:-${EMPOSE_TEST_ROOT:-/x}/d}'")
     text = text.replace("/m}", "'${EMPOSE_TEST_ROOT:-${EMPOSE_TEST_UNSET}}'}")  # unset inner var never read
     r = load(write(tmp_path, text)).data
     assert r["data"]["train"]["path"] == "/set/d" and r["data"]["train"]["motions"]["path"] == "/set"
@@ -193,10 +196,10 @@ def test_readme_recipe_example_validates(tmp_path, monkeypatch):
 def test_every_shipped_recipe_validates(monkeypatch):
     from pathlib import Path
 
-    for var in ("SMPL_MODELS", "EM_DATA_SYNTH", "EM_DATA_REAL"):
+    for var in ("SMPL_MODELS", "EM_DATA_SYNTH", "EM_DATA_REAL", "EMPOSE_CMU_LMDB"):
         monkeypatch.setenv(var, f"/data/{var.lower()}")
     recipes = sorted((Path(__file__).resolve().parents[1] / "recipes").glob("[!_]*.yaml"))
-    assert len(recipes) == 9
+    assert len(recipes) == 14  # quickstart, pretrained, 8 paper recipes, 4 CMU recipes
     for path in recipes:
         r = load_recipe(path, [])
         assert r.data["name"] == path.stem

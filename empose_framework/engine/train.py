@@ -31,6 +31,7 @@ from empose_framework.engine.distributed import DistInfo
 from empose_framework.engine.evaluation import evaluate_sequences, metric_errors, metric_pose
 from empose_framework.engine.pooling import Pool
 from empose_framework.errors import EmposeError
+from empose_framework.guard import Stopped
 from empose_framework.interfaces import Batch, Estimator
 
 
@@ -40,7 +41,12 @@ def epoch_seed(seed: int, epoch: int) -> int:
 
 
 def rng_state() -> dict:
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    """Every global RNG state, in types a weights-only checkpoint load accepts (tensors, tuples, numbers):
+    numpy's legacy state `(name, keys, pos, has_gauss, cached)` keeps its keys as an int64 tensor."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {"torch": torch.get_rng_state(),
+             "numpy": (str(name), torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)),
+             "python": random.getstate()}  # fmt: skip
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -48,7 +54,9 @@ def rng_state() -> dict:
 
 def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    keys = keys.numpy() if torch.is_tensor(keys) else np.asarray(keys)  # older checkpoints: a numpy array
+    np.random.set_state((name, keys.astype(np.uint32), pos, has_gauss, cached))
     random.setstate(state["python"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -79,27 +87,33 @@ class Progress:
 
 
 class Interrupt:
-    """Ctrl-C sets a flag the loop checks between steps (so the saved state is a whole step); a
-    second Ctrl-C interrupts at once."""
+    """Ctrl-C or SIGTERM (what schedulers send) sets a flag the loop checks between steps (so the saved
+    state is a whole step); a second one stops at once with `Stopped`. `signum` is the first signal."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self):
         self.requested = False
-        self._previous = None
+        self.signum = signal.SIGINT
+        self._previous: dict = {}
 
     def __enter__(self):
         try:
-            self._previous = signal.signal(signal.SIGINT, self._handle)
+            for sig in self.SIGNALS:
+                self._previous[sig] = signal.signal(sig, self._handle)
         except ValueError:  # not the main thread: no handler, Ctrl-C behaves as usual
-            self._previous = None
+            pass
         return self
 
     def _handle(self, signum, frame):
-        self.requested = True
-        signal.signal(signal.SIGINT, self._previous or signal.default_int_handler)
+        if self.requested:
+            raise Stopped(signum)
+        self.requested, self.signum = True, signum
 
     def __exit__(self, *exc):
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous if previous is not None else signal.SIG_DFL)
+        self._previous = {}
 
 
 class Trainer:
@@ -120,6 +134,7 @@ class Trainer:
         self.ddp = self.model
         self.on_step = []  # callbacks(trainer) after every step (tests use them to interrupt)
         self._rng_to_restore = None
+        self.saved_step: int | None = None  # step held by checkpoints/last.pt (None: not written yet)
 
     # ------------------------------------------------------------------ state
     def state(self, resume: bool = True) -> dict:
@@ -135,10 +150,11 @@ class Trainer:
         return ckpt
 
     def load_state(self, ckpt: dict) -> None:
-        self.model.load_state_dict(ckpt["model"])
+        checkpoints.load_weights(self.model, ckpt, self.run_dir / "checkpoints" / "last.pt")
         res = ckpt["resume"]
         self.opt.load_state_dict(res["optimizer"])
         self.progress = Progress(**res["progress"])
+        self.saved_step = self.progress.step
         self._rng_to_restore = res["rng"]
         if res.get("world", 1) != self.info.world:
             self.report(
@@ -149,6 +165,8 @@ class Trainer:
     def save(self, name: str, resume: bool = True) -> None:
         if self.info.main:
             checkpoints.save_atomic(self.state(resume), self.run_dir / "checkpoints" / name)
+            if name == "last.pt":
+                self.saved_step = self.progress.step
 
     # ------------------------------------------------------------------ data
     def steps_per_epoch(self) -> int | None:
@@ -256,11 +274,11 @@ class Trainer:
                     for k, v in result.items():
                         self.writer.add_scalar(f"{k.split('/')[0]}/valid/{k.split('/', 1)[1]}", v, p.step)
                     improved = value < p.best
-                    p.history.append({"step": p.step, **result})
+                    p.history.append({"step": p.step, **{k: float(v) for k, v in result.items()}})
                     shown = ", ".join(f"{k.split('/', 1)[1]} {v:.4g}" for k, v in result.items())
                     self.report(f"step {p.step}: validation {shown}" + (" [green](best)[/]" if improved else ""))
                     if improved:
-                        p.best, p.best_step = value, p.step
+                        p.best, p.best_step = float(value), p.step
                         self.save("best.pt", resume=False)
                 else:
                     p.best_step = p.step

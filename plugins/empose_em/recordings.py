@@ -219,14 +219,22 @@ def _subject_id(value, available: list[str]) -> str:
 
 
 def _read_id(f, path: Path) -> str:
-    """The scalar `id` string; stored either as a numpy string or as a pickled object."""
+    """The scalar `id` string; stored either as a numpy string or as a pickled object (read through the
+    restricted unpickler, which admits plain data only, so the file cannot run code)."""
     try:
         arr = read_key(f, "id", path)
     except DataError as exc:
         if "Object arrays cannot be loaded" not in str(exc):
             raise
-        with np.load(path, allow_pickle=True) as g:  # only the id, in the user's own data file
-            arr = g["id"]
+        import pickle
+
+        from empose_framework import safe_pickle
+
+        try:
+            arr = safe_pickle.npz_object_array(path, "id")
+        except (pickle.UnpicklingError, EOFError, ValueError, KeyError, OSError) as err:
+            raise DataError(f"{path}: key 'id' is a pickled object that is not a plain string ({err}); it was not "
+                            "loaded, since that could run code. Store the id as a numpy string.") from None
     value = arr.item() if arr.size == 1 else None
     if isinstance(value, bytes):
         value = value.decode()

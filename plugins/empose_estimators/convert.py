@@ -187,6 +187,7 @@ def import_checkpoint(model_dir, out, force: bool = False) -> dict:
     recipe = {
         "name": f"empose-{model_id}",
         "task": "evaluate",
+        "env": ["EM_DATA_REAL"],  # the only environment variable the recipe reads
         "body_model": {"use": "smplh"},
         # all 12 sensors, as the original feeds them: the estimator picks its own (checkpoint's sensor_names)
         "data": {"test": {"use": "empose_recordings", "path": "${EM_DATA_REAL}", "sensors": "em12"}},

@@ -46,18 +46,18 @@ class LGD(EMPoseEstimator):
     """Learned gradient descent with optional RNN initialiser (the paper's LGD / LGD RNN)."""
 
     params = (
-        Param("hidden", int, 1024, "width H of the MLPs (update nets, and initialiser without rnn_init)"),
-        Param("blocks", int, 2, "dense blocks per MLP (2 Linear layers each)"),
-        Param("iterations", int, 4, "number of update steps K"),
+        Param("hidden", int, 1024, "width H of the MLPs (update nets, and initialiser without rnn_init)", min=1),
+        Param("blocks", int, 2, "dense blocks per MLP (2 Linear layers each)", min=1),
+        Param("iterations", int, 4, "number of update steps K", min=1),
         Param("step_size", float, 0.1, "step size alpha of every update"),
         Param("use_gradient", bool, False, "feed dE/dtheta and dE/dbeta of the sensor-reconstruction error "
               "to the update nets"),
         *SHAPE_AVERAGE_PARAMS,
         Param("rnn_init", bool, False, "initialise with an LSTM and two Linear heads (LGD RNN) instead of MLPs"),
-        Param("rnn_hidden", int, 512, "hidden size of the initialiser LSTM"),
-        Param("rnn_layers", int, 2, "layers of the initialiser LSTM"),
-        Param("dropout", float, 0.0, "dropout on the initialiser LSTM's input"),
-        Param("hidden_dropout", float, 0.0, "dropout inside the MLPs"),
+        Param("rnn_hidden", int, 512, "hidden size of the initialiser LSTM", min=1),
+        Param("rnn_layers", int, 2, "layers of the initialiser LSTM", min=1),
+        Param("dropout", float, 0.0, "dropout on the initialiser LSTM's input", min=0, max=1),
+        Param("hidden_dropout", float, 0.0, "dropout inside the MLPs", min=0, max=1),
         Param("batch_norm", bool, True, "BatchNorm in the MLPs"),
         Param("skip_connections", bool, False, "residual skip around each dense block of the MLPs"),
         *IO_PARAMS,

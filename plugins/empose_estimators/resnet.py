@@ -10,8 +10,8 @@ from empose_estimators.layers import MLP, ResidualBlock
 
 SHAPE_HEAD_PARAMS = (
     Param("estimate_shape", bool, False, "add the shape head (an MLP without BatchNorm on the last features)"),
-    Param("shape_hidden", int, 256, "hidden width of the shape head (2 dense blocks)"),
-    Param("hidden_dropout", float, 0.0, "dropout inside the shape head"),
+    Param("shape_hidden", int, 256, "hidden width of the shape head (2 dense blocks)", min=1),
+    Param("hidden_dropout", float, 0.0, "dropout inside the shape head", min=0, max=1),
     Param("skip_connections", bool, False, "residual skip around each dense block of the shape head"),
 )
 
@@ -27,8 +27,8 @@ class ResNet(EMPoseEstimator):
     Causal (each frame on its own), so it streams; `forward` and `step` give identical frames."""
 
     params = (
-        Param("hidden", int, 1024, "width H of every layer"),
-        Param("blocks", int, 2, "number of residual blocks"),
+        Param("hidden", int, 1024, "width H of every layer", min=1),
+        Param("blocks", int, 2, "number of residual blocks", min=1),
         *SHAPE_HEAD_PARAMS,
         *SHAPE_AVERAGE_PARAMS,
         *IO_PARAMS,

@@ -17,10 +17,10 @@ class RNN(EMPoseEstimator):
     refuses to stream."""
 
     params = (
-        Param("hidden", int, 1024, "LSTM hidden size H (per direction)"),
-        Param("layers", int, 2, "number of stacked LSTM layers"),
+        Param("hidden", int, 1024, "LSTM hidden size H (per direction)", min=1),
+        Param("layers", int, 2, "number of stacked LSTM layers", min=1),
         Param("bidirectional", bool, False, "bidirectional LSTM (the paper's BiRNN; offline only)"),
-        Param("dropout", float, 0.0, "dropout on the LSTM's input"),
+        Param("dropout", float, 0.0, "dropout on the LSTM's input", min=0, max=1),
         Param("learn_init_state", bool, False, "learn the initial LSTM state from the first frame's input "
               "(the original's buggy variant is fixed, see layers.RNNLayer)"),
         *SHAPE_HEAD_PARAMS,

@@ -157,7 +157,7 @@ class Jitter(_JointMetric):
     temporal_support: ClassVar[int] = 4
     params = (
         Param("joints", list[str] | None, None, _JOINTS_DOC.format("all 22 body joints")),
-        Param("fps", float, 60.0, "frame rate of the evaluated sequences"),
+        Param("fps", float, 60.0, "frame rate of the evaluated sequences", min=1e-3),
     )
 
     def __init__(self, joints: list[str] | None = None, fps: float = 60.0, *, body_model: BodyModel):

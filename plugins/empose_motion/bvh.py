@@ -110,6 +110,14 @@ class BVH:
 _NUMBER = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
 
 
+def _is_float(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
 def parse_bvh(path: Path) -> BVH:
     """Read a BVH file; any problem is a DataError naming the file and line."""
     path = Path(path)
@@ -192,16 +200,32 @@ def parse_bvh(path: Path) -> BVH:
     if not frame_time > 0:
         raise fail(f"Frame Time is {frame_time}; it must be positive")
     n_frames, n_chan = int(n_tok), sum(len(c) for c in channels)
-    values = [t for t, _ in tokens[pos:]]
-    if len(values) < n_frames * n_chan:
-        raise fail(f"truncated: {n_frames} frames of {n_chan} channels declared but only {len(values) // n_chan} complete "
-                   "frames present")
+    # one frame per line: a row with a value too many or too few would shift every later channel
+    rows: list[tuple[int, list[str]]] = []
+    for tok, line in tokens[pos:]:
+        if rows and rows[-1][0] == line:
+            rows[-1][1].append(tok)
+        else:
+            rows.append((line, [tok]))
+    if len(rows) < n_frames and all(len(r) == n_chan for _, r in rows[:-1]):
+        complete = len(rows) - (len(rows[-1][1]) != n_chan if rows else 0)
+        raise fail(f"truncated: {n_frames} frames of {n_chan} channels declared but only {complete} complete frames "
+                   "present", rows[-1][0] if rows else None)
+    for k, (line, row) in enumerate(rows[:n_frames]):
+        if len(row) != n_chan:
+            raise fail(f"frame {k} has {len(row)} values but the HIERARCHY declares {n_chan} channels", line)
+    if len(rows) > n_frames:
+        raise fail(f"{len(rows)} frame rows follow `Frames: {n_frames}`; fix the frame count or remove the extra rows",
+                   rows[n_frames][0])
     try:
-        motion = np.array(values[: n_frames * n_chan], dtype=np.float64).reshape(n_frames, n_chan)
-    except ValueError as exc:
-        raise fail(f"non-numeric motion data ({exc})") from exc
-    if not np.all(np.isfinite(motion)):
-        raise fail("motion data contains NaN or infinite values")
+        motion = np.array([r for _, r in rows], dtype=np.float64).reshape(n_frames, n_chan)
+    except ValueError:
+        line, tok = next((ln, t) for ln, r in rows for t in r if not _is_float(t))
+        raise fail(f"non-numeric motion value {tok!r}", line) from None
+    bad = ~np.isfinite(motion)
+    if bad.any():
+        k = int(np.nonzero(bad)[0][0])
+        raise fail(f"frame {k} contains NaN or infinite values", rows[k][0])
     if n_frames < 2:
         raise fail(f"has {n_frames} frame(s); a motion needs at least 2")
     return BVH(path, names, parents, np.array(offsets, dtype=np.float64), channels, end_sites, frame_time, motion)

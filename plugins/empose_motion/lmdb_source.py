@@ -34,10 +34,10 @@ class AmassLMDB(MotionSource):
               choices=SPLIT_KEYS),
         Param("include", list[str] | None, None, "keep only ids matching one of these globs (e.g. 'CMU/*')"),
         Param("exclude", list[str] | None, None, "drop ids matching one of these globs"),
-        Param("max_sequences", int | None, None, "use only the first N selected sequences (quick runs)"),
-        Param("min_frames", int, 1, "drop sequences shorter than this many frames"),
+        Param("max_sequences", int | None, None, "use only the first N selected sequences (quick runs)", min=1),
+        Param("min_frames", int, 1, "drop sequences shorter than this many frames", min=1),
         Param("shape_std", float, 0.0, "0: the stored betas; > 0: random betas ~ N(0, shape_std) clipped to +-2, "
-              "fixed per sequence id (for corpora without per-subject shapes)"),
+              "fixed per sequence id (for corpora without per-subject shapes)", min=0),
     )
 
     def __init__(self, path, body_model, split="all", split_by="sequence", include=None, exclude=None,

@@ -10,6 +10,11 @@ ids are unique, each sample is committed in one transaction together with `__len
 (an interrupted run leaves whole samples only and a rerun skips finished ids), the folder is the one
 given.
 
+Only one writer at a time (`empose preprocess` holds the folder's lock). A database that two writers
+filled at once before that lock existed has done keys whose sample was overwritten: the reader detects
+it (`check_done_keys`) and the writer repairs it by forgetting those ids, so rerunning the same command
+writes them again. Non-finite values in a sample are reported with the sample and frame.
+
 LMDB maps its file into memory, so reading a truncated `data.mdb` kills the process with SIGBUS instead
 of raising; `check_data_file` compares the file size with the size the database header declares before
 anything is mapped.
@@ -111,10 +116,42 @@ def open_env(folder: Path, *, write: bool = False, map_size: int = 1 << 30):
         ) from exc
 
 
+def check_done_keys(txn, folder: Path, length: int) -> list[bytes]:
+    """The done keys whose sample is gone (overwritten by a concurrent writer, or past `__len__`); raises
+    DataError for damage a rerun cannot repair (a sample missing its keys, or an id stored twice)."""
+    where: dict[str, int] = {}
+    for i in range(length):
+        raw_id, raw_n = txn.get(f"id{i}".encode()), txn.get(f"n_frames{i}".encode())
+        if raw_n is None:
+            raise DataError(f"{folder}: sample {i} (key n_frames{i}) is missing although `__len__` is {length}; the database "
+                            "is damaged. Delete the folder and run `empose preprocess` into it again.")
+        if raw_id is None:
+            continue  # the original's databases have no ids
+        seq_id = bytes(raw_id).decode("utf-8", errors="replace")
+        if seq_id in where:
+            raise DataError(f"{folder}: sequence {seq_id!r} is stored twice (samples {where[seq_id]} and {i}); the database "
+                            "was written by two processes at once. Delete the folder and run `empose preprocess` again.")
+        where[seq_id] = i
+    stale = []
+    with txn.cursor() as cursor:
+        if cursor.set_range(DONE_PREFIX):
+            for key, value in cursor:
+                if not bytes(key).startswith(DONE_PREFIX):
+                    break
+                seq_id = bytes(key)[len(DONE_PREFIX):].decode("utf-8", errors="replace")
+                try:
+                    ok = where.get(seq_id) == int(value)
+                except ValueError:
+                    ok = False
+                if not ok:
+                    stale.append(bytes(key))
+    return stale
+
+
 class MotionWriter:
     """Append motions to an LMDB, one transaction per sample; skips ids already in the database."""
 
-    def __init__(self, folder: Path, meta: dict, map_size: int):
+    def __init__(self, folder: Path, meta: dict, map_size: int, log=None):
         import lmdb
 
         self.folder = Path(folder)
@@ -142,6 +179,17 @@ class MotionWriter:
                 )
         self.length = int(raw_len) if raw_len is not None else 0
         self.meta = meta
+        try:
+            with self.env.begin(write=True) as txn:
+                stale = check_done_keys(txn, self.folder, self.length)
+                for key in stale:  # forget them: this run writes those sequences again
+                    txn.delete(key)
+        except DataError:
+            self.env.close()
+            raise
+        if stale and log is not None:
+            log(f"repaired {self.folder}: {len(stale)} sequence(s) were marked done but their samples had been overwritten "
+                "(two writers at once); they are written again now.")
 
     def is_done(self, seq_id: str) -> bool:
         with self.env.begin() as txn:
@@ -212,6 +260,14 @@ class MotionDB:
                     "is missing; the database is incomplete. Rerun `empose preprocess` into it to finish it."
                 )
             self.length = n
+            if raw_meta is not None:  # written by empose: its done keys must agree with the samples
+                stale = check_done_keys(txn, self.folder, n)
+                if stale:
+                    raise DataError(
+                        f"{self.folder}: the database is damaged: {len(stale)} sequence(s) are marked done but their "
+                        "samples were overwritten (two `empose preprocess` wrote into it at once). Rerun the same "
+                        "`empose preprocess` command: it repairs the database and writes those sequences again."
+                    )
             self.meta = json.loads(raw_meta) if raw_meta is not None else {}
             self.ids = [self._text(txn, f"id{i}", default=str(i)) for i in range(n)]
         self.fps = float(self.meta.get("fps", 60.0))
@@ -253,10 +309,20 @@ class MotionDB:
                 raise DataError(f"{self.folder}: key `n_frames{i}` is not a number; the database is corrupt.") from None
             raw_betas = txn.get(f"betas{i}".encode())
             n_betas = len(raw_betas) // 4 if raw_betas is not None else 10
-            return {
+            sample = {
                 "id": self.ids[i],
                 "poses": self._array(txn, f"poses{i}", (n, 66)),
                 "betas": self._array(txn, f"betas{i}", (n_betas,)),
                 "trans": self._array(txn, f"trans{i}", (n, 3)),
                 "gender": self._text(txn, f"gender{i}", default="neutral"),
             }
+        for key in ("poses", "trans", "betas"):
+            bad = ~np.isfinite(sample[key])
+            if bad.any():
+                at = f"frame {int(np.nonzero(bad)[0][0])}" if key != "betas" else f"index {int(np.nonzero(bad)[0][0])}"
+                raise DataError(
+                    f"{self.folder}: sample {i} ({sample['id']!r}) has NaN or infinite values in `{key}{i}` at {at}. "
+                    "Fix or remove that source file and preprocess into a new folder, or leave the sequence out with "
+                    f"`exclude: [{sample['id']!r}]`."
+                )
+        return sample

@@ -7,7 +7,9 @@ id = `<relative path>#<actor index>` (unique, unlike the original's). Files that
 skipped and listed with the reason at the end (`--strict` stops at the first one instead).
 
 Each sample is committed on its own (see `lmdb_store.MotionWriter`), so an interrupted run is resumed by
-running the same command again. FK joints (`joints{i}`) are computed with the chosen body model; training
+running the same command again. One preprocess at a time writes a destination (`guard.FolderLock`), and
+3DPW pickles are read with a restricted unpickler (numpy arrays and plain containers only), so a
+planted file cannot run code. FK joints (`joints{i}`) are computed with the chosen body model; training
 recomputes joints anyway, so `--no-joints` skips them (and the body model).
 """
 
@@ -15,6 +17,8 @@ from __future__ import annotations
 
 import os
 import pickle
+import shutil
+import sys
 import zipfile
 import zlib
 from dataclasses import dataclass, field
@@ -22,7 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
+from empose_framework import safe_pickle
 from empose_framework.errors import DataError, EmposeError
+from empose_framework.guard import FolderLock, Stopped, terminate_as_interrupt
 from empose_motion.layout import BodyLayout, pose_joint_index
 from empose_motion.lmdb_store import FORMAT, FORMAT_VERSION, MotionWriter
 from empose_motion.resample import resample_motion
@@ -93,7 +99,11 @@ def read_amass(path: Path, src: Path) -> Sample:
             poses = np.asarray(data["poses"], dtype=np.float64)
             betas = np.asarray(data["betas"], dtype=np.float64).reshape(-1)
             trans = np.asarray(data["trans"], dtype=np.float64)
-            fps = float(np.asarray(data[rate_key]).reshape(()))
+            rate = np.asarray(data[rate_key])
+            if rate.dtype.kind not in "biuf" or rate.size != 1:
+                raise bad(f"key '{rate_key}' holds {rate.dtype} {rate.shape} {rate.reshape(-1)[:3].tolist()!r}, not one "
+                          "number; the frame rate must be a number (frames per second). Fix the file.")
+            fps = float(rate.reshape(()))
             try:
                 g = data["gender"] if "gender" in keys else np.array("neutral")
                 gender = g.item().decode() if isinstance(g.item(), bytes) else str(g.item())
@@ -121,8 +131,14 @@ def read_3dpw(path: Path, src: Path) -> list[Sample]:
     """Every actor of one 3DPW sequence pickle (60 fps already)."""
     try:
         with open(path, "rb") as fh:
-            seq = pickle.load(fh, encoding="latin1")
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, ImportError, IndexError) as exc:
+            seq = safe_pickle.load(fh, encoding="latin1")
+    except pickle.UnpicklingError as exc:
+        if "is not allowed" in str(exc):
+            raise DataError(f"{path}: refused: {exc}. A 3DPW sequence file holds only arrays, lists and strings; this one "
+                            "was not loaded, since it could run code. Use the files from the 3DPW download.") from None
+        raise DataError(f"{path}: cannot be unpickled ({exc}); it is truncated or not a 3DPW sequence file. Download or "
+                        "extract it again.") from None
+    except (EOFError, ValueError, TypeError, AttributeError, ImportError, IndexError, KeyError) as exc:
         raise DataError(f"{path}: cannot be unpickled ({type(exc).__name__}: {exc}); it is truncated or not a 3DPW "
                         "sequence file. Download or extract it again.") from exc
     if not isinstance(seq, dict):
@@ -186,7 +202,6 @@ def run_preprocess(dataset: str, src: Path, dst: Path, *, body_model=None, body_
                    console=None) -> Summary:
     """Write (or continue writing) the LMDB at `dst`; `body_model=None` means no FK joints."""
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     console = console or Console()
     src, dst = Path(src), Path(dst)
@@ -196,6 +211,8 @@ def run_preprocess(dataset: str, src: Path, dst: Path, *, body_model=None, body_
         raise DataError(f"source folder {src} does not exist. Give the folder holding the {dataset} files.")
     if dst.resolve() == src.resolve() or src.resolve() in dst.resolve().parents:
         raise EmposeError(f"destination {dst} lies inside the source {src}; choose a folder outside it.")
+    if dst.exists() and not dst.is_dir():
+        raise EmposeError(f"destination {dst} is a file, not a folder; give a new or existing folder for the LMDB.")
     files = _walk_sorted(src, ".npz" if dataset == "amass" else ".pkl")
     if dataset == "amass":
         files = [f for f in files if not f.name.endswith("shape.npz")]
@@ -206,7 +223,46 @@ def run_preprocess(dataset: str, src: Path, dst: Path, *, body_model=None, body_
             "joints": body_model is not None, "body_model": body_model_name if body_model is not None else None,
             "resampling": "quaternion slerp + cubic spline, last sample held"}
     size = int((map_size_gb or DEFAULT_MAP_SIZE_GB[dataset]) * 2**30)
-    writer = MotionWriter(dst, meta, size)
+    created = not dst.exists()
+    try:
+        dst.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise EmposeError(f"destination {dst}: cannot create the folder ({exc.strerror or exc}). Choose a writable "
+                          "folder.") from None
+    lock = FolderLock(dst, "preprocess").acquire()
+    try:
+        with terminate_as_interrupt():
+            writer = MotionWriter(dst, meta, size, log=lambda m: console.print(f"[yellow]{m}[/]"))
+            summary = _write_all(writer, dataset, src, dst, files, body_model, strict, device, console)
+    except BaseException:
+        if created and not _has_samples(dst):  # nothing worth keeping: leave no empty database behind
+            shutil.rmtree(dst, ignore_errors=True)
+        raise
+    finally:
+        lock.release()
+    _print_summary(console, dataset, dst, summary)
+    return summary
+
+
+def _has_samples(dst: Path) -> bool:
+    from empose_motion.lmdb_store import LEN_KEY, open_env
+
+    if not (dst / "data.mdb").is_file() or (dst / "data.mdb").stat().st_size == 0:
+        return False
+    try:
+        env = open_env(dst, write=True)
+        try:
+            with env.begin() as txn:
+                return int(txn.get(LEN_KEY) or 0) > 0
+        finally:
+            env.close()
+    except Exception:  # noqa: BLE001 - unreadable: keep it, the user decides
+        return True
+
+
+def _write_all(writer, dataset, src, dst, files, body_model, strict, device, console) -> Summary:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
     summary = Summary()
     try:
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
@@ -240,13 +296,15 @@ def run_preprocess(dataset: str, src: Path, dst: Path, *, body_model=None, body_
         with writer.env.begin() as txn:
             summary.sequences = writer.length
             summary.frames = sum(int(txn.get(f"n_frames{i}".encode())) for i in range(writer.length))
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM
         console.print(f"[yellow]interrupted[/]: {writer.length} sequences are safely in {dst}; run the same command "
                       "again to continue.")
+        exc = sys.exc_info()[1]
+        if isinstance(exc, Stopped):  # SIGTERM: exit 143 (the CLI maps a KeyboardInterrupt to 130)
+            raise SystemExit(exc.exit_code) from None
         raise
     finally:
         writer.close()
-    _print_summary(console, dataset, dst, summary)
     return summary
 
 

@@ -367,7 +367,7 @@ class SMPLH(NpzBodyModel):
             "path", str, DEFAULT_SMPLH_PATH,
             "the neutral model.npz of the AMASS Extended SMPL+H package ($SMPL_MODELS is expanded)",
         ),
-        Param("n_betas", int, 10, "shape components used (the file has 16; the original uses the first 10)"),
+        Param("n_betas", int, 10, "shape components used (the file has 16; the original uses the first 10)", min=1),
     )  # fmt: skip
 
     def __init__(self, path: str = DEFAULT_SMPLH_PATH, n_betas: int = 10):
@@ -379,7 +379,7 @@ class EmbeddedBody(NpzBodyModel):
     """A generated SMPL-H-compatible body (same 52-joint tree, 12 sensor sites); no licensed data."""
 
     params: ClassVar[tuple[Param, ...]] = (
-        Param("n_betas", int, 10, "shape components used (the embedded body has 16)"),
+        Param("n_betas", int, 10, "shape components used (the embedded body has 16)", min=1, max=16),
     )
 
     def __init__(self, n_betas: int = 10):

@@ -82,12 +82,25 @@ def load_model_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
 def _read(data, key: str, path: Path) -> np.ndarray:
     try:
         value = data[key]
-    except ValueError:  # a pickled object (e.g. a scipy sparse J_regressor in a converted file)
-        with np.load(path, allow_pickle=True) as again:
-            value = again[key]
+    except ValueError:  # a pickled object: only plain data is admitted (the restricted unpickler)
+        import pickle
+
+        from empose_framework import safe_pickle
+
+        try:
+            value = safe_pickle.npz_object_array(path, key)
+        except (pickle.UnpicklingError, EOFError, ValueError, KeyError, OSError) as exc:
+            raise DataError(
+                f"{path}: key '{key}' is a pickled Python object ({exc}), not a plain array; it was not loaded, "
+                "since unpickling a shared file could run code. Convert it once, in a session you trust, into plain "
+                "arrays (e.g. a scipy sparse matrix with `.toarray()`) and save it with np.savez."
+            ) from None
         if value.dtype == object and value.shape == ():
             value = value.item()
-        value = np.asarray(value.toarray() if hasattr(value, "toarray") else value)
+        try:
+            value = np.asarray(value, dtype=np.float64 if key not in ("sensor_site_names", "joint_names") else None)
+        except (TypeError, ValueError):
+            raise DataError(f"{path}: key '{key}' holds {type(value).__name__} objects, not numbers.") from None
     if key in ("sensor_site_names", "joint_names"):
         return value.astype(str)
     if key in ("f", "kintree_table", "sensor_site_vertices"):
