@@ -162,3 +162,94 @@ def render_table(pool: Pool, title: str):
         cells += [f"{row[f'{m.name}_mean']:.2f} ± {row[f'{m.name}_std']:.2f}" for m in pool.metrics]
         table.add_row(*cells, style="bold" if last else None, end_section=(i == len(rows) - 2))
     return table
+
+
+# ---------------------------------------------------------------------------------- pictures
+
+#: `evaluate.render` draws at most this many seconds of a sequence: the stretch with the largest error
+RENDER_SECONDS = 20.0
+
+
+def extremes(pool: Pool, metric: str, n: int) -> list[tuple[str, str]]:
+    """(tag, sequence id) of the `n` best and `n` worst sequences by `<metric>_mean`, best first, worst
+    last; tags `best1`, `best2`, ..., `worst1` (the worst), ...; each sequence once."""
+    rows = [r for r in pool.rows()[:-1] if math.isfinite(r[f"{metric}_mean"])]
+    rows.sort(key=lambda r: r[f"{metric}_mean"])
+    best = [(f"best{k + 1}", r["sequence"]) for k, r in enumerate(rows[:n])]
+    taken = {s for _, s in best}
+    worst = [(f"worst{k + 1}", r["sequence"]) for k, r in enumerate(rows[::-1][:n]) if r["sequence"] not in taken]
+    return best + worst
+
+
+@torch.no_grad()
+def render_extremes(estimator: Estimator, batches: Iterable[Batch], pool: Pool, metrics: list[NamedMetric], n: int,
+                    chunk: int | None, folder: Path, body_model, body_model_spec: dict, fps: float = 60.0,
+                    log=print, options: dict | None = None) -> list[Path]:  # fmt: skip
+    """Write prediction and truth motion files of the `n` best and `n` worst sequences (by `mpjpe`, else
+    the first metric) into `folder` and draw each pair as MP4 through the `render_motion` hook: at most
+    RENDER_SECONDS, the stretch with the largest mean error (`options` go to the renderer). Returns the
+    videos written."""
+    from empose_framework import motion_file
+    from empose_framework.drawing import render_motion_file
+
+    if not metrics or len(pool) == 0:
+        return []
+    by = next((m for m in metrics if m.name == "mpjpe"), metrics[0])
+    chosen = dict((sid, tag) for tag, sid in extremes(pool, by.name, n))
+    written = []
+    was_training = estimator.training
+    estimator.eval()
+    try:
+        for batch in batches:
+            for b, seq_id in enumerate(batch.ids):
+                if seq_id not in chosen:
+                    continue
+                one = _entry(batch, b)
+                pred = predict_sequence(estimator, one, chunk)
+                t = int(one.seq_len[0])
+                err = by.metric.errors(pred, one.target).reshape(1, one.sensors.pos.shape[1], -1)[0, :t]
+                frame_err = torch.nan_to_num(err.double().mean(-1)).cpu().numpy() * one.frame_mask()[0, :t].cpu().numpy()
+                start = _worst_window(frame_err, int(RENDER_SECONDS * fps))
+                stem = f"{chosen[seq_id]}_{_safe(seq_id)}"
+                sensors = one.sensors
+                sens = {"names": sensors.names, "pos": sensors.pos[0, :t].cpu().numpy(), "ori": sensors.ori[0, :t].cpu().numpy(),
+                        "valid": sensors.valid[0, :t].cpu().numpy()}  # fmt: skip
+                valid = one.frame_mask()[0, :t].cpu().numpy()
+                paths = {}
+                for kind, pose in (("prediction", pred), ("truth", one.target)):
+                    betas = pose.betas[0].reshape(-1, pose.betas.shape[-1])[0].cpu().numpy()
+                    mf = motion_file.from_body_pose(pose.pose[0, :t].cpu().numpy(), betas, body_model, body_model_spec, fps,
+                                                    kind=kind, frame_valid=valid, sensors=sens)  # fmt: skip
+                    paths[kind] = motion_file.write(mf, folder / f"{stem}_{'pred' if kind == 'prediction' else 'truth'}.npz")
+                options = {"start": start / fps, "end": (start + RENDER_SECONDS * fps) / fps,
+                           "title": f"{seq_id} ({chosen[seq_id]} by {by.name})", **(options or {})}  # fmt: skip
+                video = render_motion_file(paths["prediction"], paths["truth"], folder / f"{stem}.mp4", options)
+                log(f"drew {seq_id} ({chosen[seq_id]} by {by.name}) into {video}")
+                written.append(video)
+    finally:
+        estimator.train(was_training)
+    return written
+
+
+def _entry(batch: Batch, b: int) -> Batch:
+    """Batch entry `b` as a batch of one."""
+    if len(batch.ids) == 1:
+        return batch
+    s = batch.sensors
+    pick = lambda x: None if x is None else x[b:b + 1]  # noqa: E731
+    sensors = type(s)(s.pos[b:b + 1], s.ori[b:b + 1], s.valid[b:b + 1], s.names)
+    target = BodyPose(batch.target.pose[b:b + 1], batch.target.betas[b:b + 1], pick(batch.target.trans))
+    offsets = None if batch.offsets is None else type(batch.offsets)(batch.offsets.t[b:b + 1], batch.offsets.r[b:b + 1])
+    return Batch(sensors, target, batch.seq_len[b:b + 1], [batch.ids[b]], offsets, pick(batch.frame_valid))
+
+
+def _worst_window(frame_err: np.ndarray, length: int) -> int:
+    """First frame of the `length`-frame stretch with the largest summed error (0 when shorter)."""
+    if len(frame_err) <= length:
+        return 0
+    c = np.concatenate([[0.0], np.cumsum(frame_err)])
+    return int(np.argmax(c[length:] - c[:-length]))
+
+
+def _safe(seq_id: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-." else "_" for ch in seq_id)[-80:]

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
+# The body-joint table lives in the core (empose_framework.joints); re-exported so old imports keep working.
+from empose_framework.joints import BODY_JOINT_NAMES, SMPL_BODY_JOINTS, SMPL_BODY_PARENTS, canonical_joint_name  # noqa: F401
+
 #: The 52 SMPL-H joints (smplx's names): 22 body joints, then 15 per hand (left, then right).
 _FINGERS = ("index", "middle", "pinky", "ring", "thumb")
-BODY_JOINT_NAMES = (
-    "pelvis", "left_hip", "right_hip", "spine1", "left_knee", "right_knee", "spine2", "left_ankle",
-    "right_ankle", "spine3", "left_foot", "right_foot", "neck", "left_collar", "right_collar", "head",
-    "left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist",
-)  # fmt: skip
 JOINT_NAMES = BODY_JOINT_NAMES + tuple(
     f"{side}_{finger}{i}" for side in ("left", "right") for finger in _FINGERS for i in (1, 2, 3)
 )
@@ -21,23 +19,6 @@ PARENTS = (
 )  # fmt: skip
 
 N_POSE_JOINTS = 22  # root + 21 body joints: what the estimators predict; hands stay flat
-
-_ALIASES = {"pelvis": "root", "hips": "root"}
-
-
-def canonical_joint_name(name: str) -> str:
-    """One spelling for the SMPL joint names that data and body models use: `left_hip`, `L_Hip` and
-    `l_hip` -> `l_hip`; `pelvis` -> `root`. Joints are matched by this, never by position alone."""
-    n = name.strip().lower().replace("-", "_").replace(" ", "_")
-    for long, short in (("left_", "l_"), ("right_", "r_")):
-        if n.startswith(long):
-            n = short + n[len(long):]
-    return _ALIASES.get(n, n)
-
-
-#: The 22 body joints in the short spelling (`root`, `l_hip`, ...) and their parents.
-SMPL_BODY_JOINTS = tuple(canonical_joint_name(n) for n in BODY_JOINT_NAMES)
-SMPL_BODY_PARENTS = PARENTS[:N_POSE_JOINTS]
 
 #: The 12 EM-POSE sensor sites in the reference's S order (§2.1) and their SMPL-H vertex ids.
 SENSOR_SITE_NAMES = (

@@ -12,14 +12,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from empose_framework.drawing import View, shaded_faces
 from empose_framework.errors import EmposeError
 from empose_framework.interfaces import BodyPose
 
 # view name -> (image right, image up, towards the viewer) in body coordinates (y up, facing +z)
 VIEWS = {
-    "front": (np.array([1.0, 0, 0]), np.array([0, 1.0, 0]), np.array([0, 0, 1.0])),
-    "side": (np.array([0, 0, -1.0]), np.array([0, 1.0, 0]), np.array([1.0, 0, 0])),
-    "back": (np.array([-1.0, 0, 0]), np.array([0, 1.0, 0]), np.array([0, 0, -1.0])),
+    "front": View(np.array([1.0, 0, 0]), np.array([0, 1.0, 0]), np.array([0, 0, 1.0])),
+    "side": View(np.array([0, 0, -1.0]), np.array([0, 1.0, 0]), np.array([1.0, 0, 0])),
+    "back": View(np.array([-1.0, 0, 0]), np.array([0, 1.0, 0]), np.array([0, 0, -1.0])),
 }
 
 
@@ -49,10 +50,19 @@ def random_pose(n_joints: int, seed: int) -> np.ndarray:
 def load_pose(path: str, n_joints: int) -> np.ndarray:
     """A pose (J, 3) from an .npy file holding (J, 3), (J*3,), or a sequence of either (frame 0)."""
     try:
-        a = np.load(path)
-    except (OSError, ValueError) as exc:
-        raise EmposeError(f"--pose {path}: cannot read it as a .npy array ({exc}).") from exc
+        a = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise EmposeError(f"--pose {path}: cannot read it as a .npy array ({exc}). Save the pose with np.save.") from None
+    if not isinstance(a, np.ndarray):  # an .npz archive
+        names = list(a.files)
+        a.close()
+        raise EmposeError(f"--pose {path}: is an .npz archive (keys {names}), not an .npy array; save the pose alone "
+                          "with np.save(file, pose).")
+    if a.dtype.kind not in "biuf":
+        raise EmposeError(f"--pose {path}: holds {a.dtype} values, not numbers; a pose is axis-angle floats.")
     a = np.asarray(a, dtype=np.float64)
+    if not np.all(np.isfinite(a)):
+        raise EmposeError(f"--pose {path}: holds NaN or infinite values; a pose needs finite axis-angle values.")
     if a.ndim >= 2 and a.shape[-1] == 3 and a.shape[-2] >= n_joints:
         a = a.reshape(-1, *a.shape[-2:])[0]
     elif a.ndim >= 1 and a.shape[-1] % 3 == 0 and a.shape[-1] // 3 >= n_joints:
@@ -110,26 +120,16 @@ def render(body_model, out: str | Path, pose: np.ndarray | None = None, betas: n
 
 
 def _project(points, view):
-    right, up, toward = VIEWS[view]
-    return points @ right, points @ up, points @ toward
+    return VIEWS[view].project(points)
 
 
 def _draw(ax, verts, faces, joints, parents, view):
     from matplotlib.collections import PolyCollection
 
-    u, v, depth = _project(verts, view)
     tri = faces
-    p0, p1, p2 = verts[tri[:, 0]], verts[tri[:, 1]], verts[tri[:, 2]]
-    n = np.cross(p1 - p0, p2 - p0)
-    n /= np.linalg.norm(n, axis=1, keepdims=True) + 1e-12
-    _, _, toward = VIEWS[view]
-    light = _normalise(toward + np.array([0.3, 0.5, 0.0]))
-    facing = n @ toward > 0
-    shade = np.clip(n @ light, 0, 1) * 0.75 + 0.2
-    order = np.argsort(depth[tri].mean(1))
-    order = order[facing[order]]
+    order, shade, u, v, _ = shaded_faces(verts, faces, VIEWS[view], light=VIEWS[view].toward + np.array([0.3, 0.5, 0.0]))
     polys = np.stack([u[tri[order]], v[tri[order]]], -1)
-    colors = np.clip(np.outer(shade[order], [0.93, 0.78, 0.66]), 0, 1)
+    colors = np.clip(np.outer(shade, [0.93, 0.78, 0.66]), 0, 1)
     ax.add_collection(PolyCollection(polys, facecolors=colors, edgecolors=colors, linewidths=0.2))
     ju, jv, _ = _project(joints, view)
     for j, p in enumerate(parents):
@@ -152,10 +152,6 @@ def _draw_sites(ax, pos, normal, names, view):
         ax.plot(u[i], v[i], "o", ms=5, mfc=color if visible else "none", mec="k", mew=0.6)
         if visible:
             ax.annotate(name, (u[i], v[i]), xytext=(3, 3), textcoords="offset points", fontsize=6)
-
-
-def _normalise(x):
-    return x / np.linalg.norm(x)
 
 
 def render_command(model: str, out: str, pose_file=None, random_seed=None, betas=None, path=None):
