@@ -57,11 +57,12 @@ def build_app(registry: Registry) -> typer.Typer:
 
     @app.command("list-plugins")
     def list_plugins(
-        kind: Optional[str] = typer.Option(None, "--kind", help=f"Only this kind: {', '.join(KINDS)}."),
+        kind: Optional[str] = typer.Option(None, "--kind", help=f"Only this kind: {', '.join(KINDS)}, or `weights`."),
         as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
     ):
         """List every installed component, grouped by kind."""
-        kinds = [registry_kind(kind)] if kind else list(KINDS)
+        show_weights = kind is None or kind in WEIGHTS_KIND
+        kinds = [] if kind in WEIGHTS_KIND else [registry_kind(kind)] if kind else list(KINDS)
         if as_json:
             payload = {
                 "components": {
@@ -74,6 +75,8 @@ def build_app(registry: Registry) -> typer.Typer:
                 },
                 "failures": [{"plugin": f.plugin, "distribution": f.distribution, "error": f.error} for f in registry.failures],
             }
+            if show_weights:
+                payload["weights"] = [w.card() for w in registry.weights()]
             out.print_json(json.dumps(payload))
             return
         for k in kinds:
@@ -83,17 +86,21 @@ def build_app(registry: Registry) -> typer.Typer:
             for e in registry.entries(k):
                 table.add_row(e.name, f"{e.distribution} {e.version}", e.description)
             out.print(table)
+        if show_weights:
+            out.print(_weights_table(registry.weights()))
         if registry.failures:
             out.print(f"[bold red]{len(registry.failures)} plugin(s) failed to load[/] (see the messages above).")
 
     @app.command()
     def describe(
-        kind: str = typer.Argument(..., help=f"One of: {', '.join(KINDS)}, or `recipe`."),
+        kind: str = typer.Argument(..., help=f"One of: {', '.join(KINDS)}, `weights` or `recipe`."),
         name: str = typer.Argument(..., help="Component name as written after `use:` (for `recipe`: top, train or evaluate)."),
     ):
         """Show a component's parameters: types, defaults and docs (`describe recipe train` for recipe sections)."""
         if kind == "recipe":
             return _describe_recipe_section(name)
+        if kind in WEIGHTS_KIND:
+            return _describe_weights(registry.get_weights(name))
         entry = registry.get(registry_kind(kind), name)
         cls = entry.load()
         out.print(f"[bold]{entry.kind} '{entry.name}'[/] — {entry.description}")
@@ -139,8 +146,67 @@ def build_app(registry: Registry) -> typer.Typer:
             )
         run_fn(resolved, resume=resume, run_dir=run_dir, cross_subject=cross_subject)
 
+    @app.command("pack-weights")
+    def pack_weights(
+        checkpoint: str = typer.Argument(..., help="An empose checkpoint (e.g. <run>/checkpoints/best.pt)."),
+        folder: Path = typer.Argument(..., help="Where to write NAME.pt and its model card NAME.json."),
+        name: str = typer.Option(..., "--name", help="The name recipes will use as `pretrained:NAME`."),
+        half: bool = typer.Option(True, "--half/--full", help="Store floating-point weights in float16 (half the size)."),
+        eval_dir: Optional[Path] = typer.Option(None, "--eval", help="A run's eval/ folder: its overall metrics go on the card."),
+        description: str = typer.Option("", "--description", help="One line for `empose list-plugins`."),
+        training_data: str = typer.Option("", "--training-data", help="What the weights were trained on."),
+        licence: str = typer.Option("", "--licence", help="Licence of the weights (and of the data they come from)."),
+        recipe: str = typer.Option("", "--recipe", help="The recipe and overrides that trained them."),
+    ):
+        """Make a checkpoint into registrable pretrained weights (weights + model card, no optimizer state)."""
+        from empose_framework.pretrained import pack
+
+        pt, card = pack(checkpoint, folder, name, half=half, eval_dir=eval_dir, description=description,
+                        training_data=training_data, licence=licence, recipe=recipe)
+        out.print(f"wrote {pt} ({pt.stat().st_size / 2**20:.1f} MB) and {card}; register them from a plugin with "
+                  f"`pretrained.register_cards(register, FOLDER)` in a `register_weights` hook.")
+
     registry.add_commands(app)
     return app
+
+
+#: what `--kind` and `describe` accept for pretrained weights
+WEIGHTS_KIND = ("weights", "pretrained", "pretrained-weights", "pretrained_weights")
+
+
+def _weights_table(weights) -> Table:
+    table = Table(title="pretrained weights", title_justify="left", expand=False)
+    for col in ("name", "provided by", "estimator", "sensors", "description"):
+        table.add_column(col)
+    for w in weights:
+        est = (w.estimator or {}).get("use", "?")
+        table.add_row(w.name, f"{w.distribution} {w.version}", est, str(len(w.sensors) or "?"), w.description)
+    return table
+
+
+def _describe_weights(w) -> None:
+    """The model card: provenance, data, licence, metrics."""
+    out.print(f"[bold]pretrained weights '{w.name}'[/] — {w.description}")
+    out.print(f"provided by {w.distribution} {w.version} (plugin '{w.plugin}'); use as `pretrained:{w.name}`", markup=False)
+    rows = [("file", str(w.file)), ("sha256", w.sha256), ("estimator", json.dumps(w.estimator)),
+            ("sensors", ", ".join(w.sensors)), ("body model", json.dumps(w.body_model)), ("training data", w.training_data),
+            ("licence", w.licence), ("recipe", w.recipe), ("seed", "" if w.seed is None else str(w.seed)),
+            ("trained", w.trained)]  # fmt: skip
+    card = Table(show_header=False, expand=False)
+    card.add_column(style="bold")
+    card.add_column(overflow="fold")
+    for key, value in rows:
+        if value not in ("", "null", None):
+            card.add_row(key, value)
+    out.print(card)
+    if w.metrics:
+        names = sorted({m for v in w.metrics.values() for m in v if m != "frames"})
+        table = Table(title="metrics (overall mean)", title_justify="left")
+        for col in ("test set", "frames", *names):
+            table.add_column(col, justify="right")
+        for test_set, values in w.metrics.items():
+            table.add_row(test_set, str(values.get("frames", "")), *(f"{values[m]:.2f}" if m in values else "" for m in names))
+        out.print(table)
 
 
 def _param_table(params) -> Table:
@@ -149,7 +215,7 @@ def _param_table(params) -> Table:
         table.add_column(col)
     for p in params:
         default = "required" if p.required else repr(p.default)
-        extra = f" (one of {', '.join(map(repr, p.choices))})" if p.choices else ""
+        extra = f" ({p.accepts()})" if p.accepts() else ""
         table.add_row(p.name, type_name(p.type), default, p.doc + extra)
     return table
 
@@ -212,6 +278,8 @@ def main(argv: list[str] | None = None) -> None:
         err.print("[bold red]error:[/] ", end="")
         err.print(exc.message, markup=False)
         sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        err.print("interrupted")
-        sys.exit(130)
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (guard.Stopped) where a command turned it into one
+        from empose_framework.guard import exit_code
+
+        err.print(f"interrupted{f' ({exc})' if str(exc) else ''}")
+        sys.exit(exit_code(exc))

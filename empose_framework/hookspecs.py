@@ -51,8 +51,24 @@ def register_metrics(register):
 
 
 @hookspec
+def register_weights(register):
+    """Register named pretrained weights: `register(name, file, **card)` with the model card's fields
+    (`empose_framework.pretrained.Weights`: description, estimator, sensors, body_model, training_data,
+    licence, recipe, seed, trained, metrics, sha256), or `pretrained.register_cards(register, folder)`
+    for a folder of `empose pack-weights` cards. Recipes and commands then use `pretrained:NAME`."""
+
+
+@hookspec
 def register_commands(app):
     """Add CLI commands to the Typer `app` (e.g. `@app.command()` on a function)."""
+
+
+@hookspec(firstresult=True)
+def render_motion(prediction, truth, out, options):
+    """Draw the empose motion file `prediction` (a path), beside the motion file `truth` (a path or
+    None), into `out` (`.mp4`, `.gif` or `.png`); `options` is a dict (fps, size, sensors, ...; see
+    `empose render --help`). Return the path written. Core code calls it through
+    `empose_framework.drawing.render_motion_file`; the built-in `render` plugin implements it."""
 
 
 #: hook name -> component kind it registers

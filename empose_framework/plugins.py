@@ -90,12 +90,14 @@ class Registry:
         self.failures: list[PluginFailure] = []
         self.plugins: dict[str, tuple[str, str]] = {}  # plugin name -> (distribution, version)
         self._entries: dict[str, dict[str, ComponentEntry]] = {k: {} for k in KINDS}
+        self._weights: dict = {}  # name -> pretrained.Weights
         if entry_points:
             self._load_entry_points()
         for name, plugin in extra_plugins:
             self.register_plugin(plugin, name)
         for kind, hook in hookspecs.KIND_HOOKS.items():
             self._collect(kind, hook)
+        self._collect_weights()
 
     # ---------------------------------------------------------------- discovery
     def _fail(self, failure: PluginFailure) -> None:
@@ -146,6 +148,31 @@ class Registry:
             )
         self._entries[entry.kind][entry.name] = entry
 
+    def _collect_weights(self) -> None:
+        from empose_framework import pretrained
+
+        for impl in self.pm.hook.register_weights.get_hookimpls():
+            plugin = impl.plugin_name
+            dist, version = self.plugins.get(plugin, ("local", "?"))
+
+            def register(name: str, file: Any, _plugin=plugin, _dist=dist, _ver=version, **card):
+                w = pretrained.make_weights(name, file, plugin=_plugin, distribution=_dist, version=_ver, **card)
+                existing = self._weights.get(name)
+                if existing is not None:
+                    raise PluginError(
+                        f"two plugins register the pretrained weights '{name}': '{existing.plugin}' ({existing.distribution} "
+                        f"{existing.version}) and '{_plugin}' ({_dist} {_ver}). Uninstall or disable one of them "
+                        f"(`-p no:{_plugin}` or {DISABLE_ENV}={_plugin})."
+                    )
+                self._weights[name] = w
+
+            try:
+                impl.function(register=register)
+            except PluginError:
+                raise
+            except Exception as exc:  # noqa: BLE001
+                self._fail(PluginFailure(plugin, f"{dist} {version}", f"register_weights raised {type(exc).__name__}: {exc}"))
+
     def add_commands(self, app) -> None:
         """Let each plugin add CLI commands; one that raises is reported like a failed import."""
         for impl in self.pm.hook.register_commands.get_hookimpls():
@@ -170,6 +197,22 @@ class Registry:
         raise PluginError(
             f"{where}unknown {kind} '{name}'.{hint} Installed {plural(kind)}: {', '.join(sorted(table)) or 'none'}. "
             "`empose list-plugins` shows every installed component and the package that provides it."
+        )
+
+    def weights(self) -> list:
+        """Every registered `pretrained.Weights`, by name."""
+        return [self._weights[n] for n in sorted(self._weights)]
+
+    def get_weights(self, name: str, where: str = ""):
+        """The `pretrained.Weights` called `name`, or a PluginError with the closest names."""
+        if name in self._weights:
+            return self._weights[name]
+        close = difflib.get_close_matches(str(name), list(self._weights), n=3, cutoff=0.5)
+        hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+        where = f"{where}: " if where else ""
+        raise PluginError(
+            f"{where}unknown pretrained weights '{name}'.{hint} Installed: {', '.join(sorted(self._weights)) or 'none'}. "
+            "`empose list-plugins` lists them; a plugin adds its own through the `register_weights` hook."
         )
 
     def load(self, kind: str, name: str, where: str = "") -> type:

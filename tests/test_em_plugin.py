@@ -3,7 +3,6 @@ params, and construction through the registry the way a recipe does it."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -79,14 +78,13 @@ def test_build_virtual_em_through_registry(registry, embedded_body, tmp_path):
 
 
 def test_virtual_sensors_on_real_cmu_walking(registry, embedded_body):
-    cmu = Path(os.environ.get("EMPOSE_CMU_DIR") or Path(__file__).resolve().parents[2] / "shared/data/cmu")
-    if not (cmu / "131_01.bvh").is_file():
-        pytest.skip(f"CMU BVH clips not found in {cmu} (set EMPOSE_CMU_DIR)")
+    from empose_motion.bvh import CMU_CLIPS as cmu  # shipped with empose
+
     try:
         registry.load("motion_source", "bvh")
     except PluginError as exc:
         pytest.skip(f"bvh motion source not available: {exc}")
-    spec = {"use": "virtual_em", "motions": {"use": "bvh", "path": str(cmu / "131_01.bvh")}}
+    spec = {"use": "virtual_em", "motions": {"use": "bvh", "path": str(cmu / "131_01.bvh.gz")}}
     b = next(registry.build("sensor_source", spec, body_model=embedded_body).sequences())
     assert b.sensors.pos.shape[1] > 300 and torch.isfinite(b.sensors.pos).all()
     assert _upright(b)  # a walking person stays upright in the first-frame-canonical frame

@@ -35,7 +35,7 @@ def _sets(items):
 
 def test_quickstart_trains_evaluates_and_skips_missing_cmu(tmp_path):
     done = empose("run", str(REPO / "recipes" / "quickstart.yaml"), *_sets(TINY_QUICKSTART),
-                  *_sets(["train.max_steps=3", "train.eval_every=2", "data.test.cmu.motions.path=/no/such/cmu"]),
+                  *_sets(["train.max_steps=3", "train.eval_every=2", "data.test.cmu.motions={use: bvh, path: /no/such/cmu}", "data.test.cmu.optional=true"]),
                   "--run-dir", "qs", tmp_path=tmp_path)  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:] + done.stdout[-3000:]
     run_dir = tmp_path / "qs"
@@ -48,7 +48,7 @@ def test_quickstart_trains_evaluates_and_skips_missing_cmu(tmp_path):
 
 def test_ctrl_c_saves_and_resume_finishes(tmp_path):
     args = ["run", str(REPO / "recipes" / "quickstart.yaml"), *_sets(TINY_QUICKSTART),
-            *_sets(["train.max_steps=100000", "train.eval_every=100000", "data.test.cmu.motions.path=/none"]),
+            *_sets(["train.max_steps=100000", "train.eval_every=100000", "data.test={}"]),
             "--run-dir", "run"]  # fmt: skip
     proc = subprocess.Popen([sys.executable, "-m", "empose_framework", *args], cwd=tmp_path, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)  # fmt: skip
@@ -76,7 +76,8 @@ def test_evaluate_task_reads_a_checkpoint(tmp_path):
                      *_sets(["train.max_steps=1", "data.test={}"]), "--run-dir", "t", tmp_path=tmp_path)  # fmt: skip
     assert trained.returncode == 0, trained.stderr[-3000:]
     assert "no test sets" in trained.stdout
-    sets = TINY_QUICKSTART + ["task=evaluate", "evaluate.checkpoint=t/checkpoints/best.pt", "data.test.cmu.motions.path=/none"]
+    sets = TINY_QUICKSTART + ["task=evaluate", "evaluate.checkpoint=t/checkpoints/best.pt",
+                              "data.test.cmu.motions={use: cmu_clips, include: [131_01.bvh]}"]
     done = empose("run", str(REPO / "recipes" / "quickstart.yaml"), *_sets(sets), "--run-dir", "e", tmp_path=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     table = json.loads((tmp_path / "e" / "eval" / "heldout.json").read_text())

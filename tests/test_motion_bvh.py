@@ -1,7 +1,7 @@
 """The `bvh` source: parsing, joint mapping, retargeting onto the body model, 60 fps, errors."""
 
+import gzip
 import math
-import os
 from pathlib import Path
 
 import numpy as np
@@ -10,11 +10,10 @@ from scipy.spatial.transform import Rotation
 
 from empose_framework.errors import DataError, EmposeError
 from empose_framework.interfaces import Motion
-from empose_motion.bvh import BVHMotions, auto_joint_map, parse_bvh
+from empose_motion.bvh import CMU_CLIPS, BVHMotions, auto_joint_map, parse_bvh
 from motion_body_double import NAMES, PARENTS, REST, StickBody, fk
 
-CMU = Path(os.environ.get("EMPOSE_CMU_DIR", Path(__file__).resolve().parents[2] / "shared/data/cmu"))
-needs_cmu = pytest.mark.skipif(not (CMU / "131_01.bvh").is_file(), reason=f"CMU clips not found in {CMU} (set EMPOSE_CMU_DIR)")
+CMU = CMU_CLIPS  # the three real clips shipped with empose (gzipped BVH)
 SMPL = ["root" if n == "pelvis" else n.replace("left_", "l_").replace("right_", "r_") for n in NAMES]
 
 
@@ -127,7 +126,8 @@ def test_bad_files_are_clear_errors(tmp_path):
 
 def _cmu_positions(path: Path):
     """Global joint positions (F, J, 3) of a BVH, computed here from the raw channels (independent FK)."""
-    lines = path.read_text().split("MOTION")[0].split("\n")
+    text = gzip.decompress(path.read_bytes()).decode()
+    lines = text.split("MOTION")[0].split("\n")
     names, parents, offsets, channels, stack = [], [], [], [], []
     for line in lines:
         tok = line.split()
@@ -147,7 +147,7 @@ def _cmu_positions(path: Path):
             offsets.append([float(v) for v in tok[1:4]])
         elif tok[0] == "CHANNELS":
             channels.append(tok[2:])
-    data = np.loadtxt(path.read_text().split("Frame Time:")[1].split("\n", 1)[1].splitlines())
+    data = np.loadtxt(text.split("Frame Time:")[1].split("\n", 1)[1].splitlines())
     f = data.shape[0]
     glob = np.zeros((f, len(names), 3, 3))
     pos = np.zeros((f, len(names), 3))
@@ -178,10 +178,9 @@ EXPECTED = {
 }
 
 
-@needs_cmu
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_both_cmu_naming_styles_map_by_structure(name):
-    bvh = parse_bvh(CMU / name)
+    bvh = parse_bvh(CMU / f"{name}.gz")
     assert len(bvh.names) == 31 and bvh.fps == 120.0
     jmap = {k: bvh.names[v] for k, v in auto_joint_map(bvh, np.broadcast_to(np.eye(3), (31, 3, 3))).items()}
     assert {k: jmap[k] for k in EXPECTED[name]} == EXPECTED[name]
@@ -220,8 +219,6 @@ class _Body:
 
 @pytest.fixture(scope="module", params=["double", "embedded"])
 def cmu_motions(request):
-    if not (CMU / "131_01.bvh").is_file():
-        pytest.skip(f"CMU clips not found in {CMU} (set EMPOSE_CMU_DIR)")
     body = _Body(request.param)
     src = BVHMotions(CMU, body.model, betas=[1.0, -0.5])
     return src, {m.id: m for m in (src[i] for i in range(len(src)))}, body
@@ -248,7 +245,6 @@ def test_cmu_retargeted_bone_lengths_are_the_body_models(cmu_motions):
         np.testing.assert_allclose(lengths, np.broadcast_to(want, lengths.shape), atol=1e-4)
 
 
-@needs_cmu
 def test_cmu_limb_directions_follow_the_capture(cmu_motions):
     """Each limb segment of the body points where the captured segment points (independent BVH FK)."""
     _, motions, body = cmu_motions
@@ -257,7 +253,7 @@ def test_cmu_limb_directions_follow_the_capture(cmu_motions):
              "01_01.bvh": [("l_hip", "l_knee", "LeftUpLeg", "LeftLeg"), ("r_knee", "r_ankle", "RightLeg", "RightFoot"),
                            ("l_shoulder", "l_elbow", "LeftArm", "LeftForeArm"), ("r_elbow", "r_wrist", "RightForeArm", "RightHand")]}
     for clip, segs in pairs.items():
-        names, pos = _cmu_positions(CMU / clip)
+        names, pos = _cmu_positions(CMU / f"{clip}.gz")
         pos = pos[1::2] if clip == "01_01.bvh" else pos[::2]  # the 60 fps frames
         m = motions[clip]
         joints = body.joints(m)
@@ -268,7 +264,6 @@ def test_cmu_limb_directions_follow_the_capture(cmu_motions):
             assert np.degrees(np.arccos(np.clip(cos, -1, 1))).max() < 1.0, (clip, a, b)
 
 
-@needs_cmu
 @pytest.mark.parametrize("clip", ["131_01.bvh", "131_02.bvh"])
 def test_cmu_walking_feet_stay_on_the_floor(cmu_motions, clip):
     """In standing frames (the lowest foot joint at rest, < 0.1 m/s) that joint is within 5 cm of the

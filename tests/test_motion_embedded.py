@@ -121,3 +121,22 @@ def test_generated_motions_are_cached_read_only(body):
     with pytest.raises(ValueError, match="read-only"):
         first.pose[0, 0, 0] = 1.0  # a consumer cannot corrupt the cached copy
     assert len(pickle.dumps(src)) < 20000  # the cache does not travel to DataLoader workers
+
+
+def test_real_human_ranges_covered(train):
+    """Poses common in real motion capture (bench/joint_ranges.py) that the first generator never made:
+    arms hanging below raised collars (shoulder past -100 deg), moving collars, a thoracic curve, the
+    elbow's carrying angle and forearm twist, a rolled ankle set and hip flexion past -120 deg."""
+    e = {}
+    for i in range(len(train)):
+        pose = train[i].pose.astype(np.float64)
+        for k, name in enumerate(SMPL):
+            e.setdefault(name, []).append(Rotation.from_rotvec(pose[:, k]).as_euler(JOINT_LIMITS[name][0], degrees=True))
+    e = {n: np.concatenate(v) for n, v in e.items()}
+    assert e["l_shoulder"][:, 2].min() < -100 and e["r_shoulder"][:, 2].max() > 100
+    assert np.ptp(np.percentile(e["l_collar"][:, 2], [5, 95])) > 20 and np.ptp(e["r_collar"][:, 1]) > 10
+    assert np.percentile(e["spine3"][:, 0], 95) > 20
+    assert np.median(e["l_elbow"][:, 2]) > 5 and np.median(e["r_elbow"][:, 2]) < -5  # carrying angle, mirrored
+    assert np.percentile(e["l_elbow"][:, 1], 95) > 25  # forearm twist
+    assert np.ptp(np.percentile(e["l_ankle"][:, 2], [5, 95])) > 15
+    assert min(e["l_hip"][:, 0].min(), e["r_hip"][:, 0].min()) < -120  # a deep squat

@@ -3,6 +3,11 @@
 Run folder `<output>/<name>-<timestamp>/`: `recipe.yaml` (resolved), `plugins.json` (components and
 versions), `checkpoints/last.pt` + `best.pt`, `tb/` (TensorBoard), `eval/<set>.csv` + `.json`,
 `train.log`. Only rank 0 writes under torchrun.
+
+Rank 0 holds the folder's lock (`guard.FolderLock`) for the whole run, so a second `empose run` or
+`--resume` on the same folder is refused with the holder named; with the lock held, temporary
+checkpoint files a killed run left behind are removed. A run that fails before it wrote a checkpoint
+or an evaluation table removes the folder it created (nothing in it could be resumed or read).
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -23,9 +29,10 @@ from rich.text import Text
 from empose_framework import __version__
 from empose_framework.engine import checkpoints, distributed
 from empose_framework.engine.components import Components, build, build_estimator, check_cross_subject, provenance
-from empose_framework.engine.evaluation import evaluate_sequences, render_table, write_table
+from empose_framework.engine.evaluation import evaluate_sequences, render_extremes, render_table, write_table
 from empose_framework.engine.train import Trainer
 from empose_framework.errors import DataError, EmposeError
+from empose_framework.guard import FolderLock, Stopped, terminate_as_interrupt
 
 #: recipe keys that may change when resuming (they do not alter what has been trained so far)
 RESUMABLE_CHANGES = ("train.max_steps", "train.epochs", "train.log_every", "train.num_threads", "train.eval_every",
@@ -65,29 +72,48 @@ def execute(recipe, resume: Path | None = None, run_dir: Path | None = None, cro
     data = recipe.data
     info, device = distributed.init(data["device"])
     report = Report(info.main)
+    lock, created, ok = None, False, False
     try:
-        _threads(data["train"]["num_threads"], info, device, report)
-        from empose_framework.plugins import get_registry
+        with terminate_as_interrupt():
+            _threads(data["train"]["num_threads"], info, device, report)
+            from empose_framework.plugins import get_registry
 
-        registry = get_registry()
-        if cross_subject:
-            check_cross_subject(registry, recipe)
-        resume_ckpt = None
-        if resume is not None:
-            run_dir = Path(resume)
-            resume_ckpt = _resume_checkpoint(run_dir, recipe)
-        else:
-            run_dir = _new_run_dir(Path(run_dir) if run_dir else None, data, info)
-        report.open(run_dir / "train.log")
-        report(f"run folder: {run_dir}" + (" (resumed)" if resume_ckpt else ""))
-        if data["task"] == "train":
-            _train(registry, recipe, info, device, run_dir, report, resume_ckpt, cross_subject)
-        else:
-            _evaluate_only(registry, recipe, info, device, run_dir, report, cross_subject)
-        return run_dir
+            registry = get_registry()
+            if cross_subject:
+                check_cross_subject(registry, recipe)
+            resume_ckpt = None
+            if resume is not None:
+                run_dir = Path(resume)
+                if info.main and run_dir.is_dir():
+                    lock = FolderLock(run_dir, "training run").acquire()
+                resume_ckpt = _resume_checkpoint(run_dir, recipe)
+            else:
+                run_dir, created, lock = _new_run_dir(Path(run_dir) if run_dir else None, data, info)
+            stray = checkpoints.remove_stray_temporaries(run_dir / "checkpoints") if info.main else []
+            report.open(run_dir / "train.log")
+            report(f"run folder: {run_dir}" + (" (resumed)" if resume_ckpt else ""))
+            for tmp in stray:
+                report(f"removed {tmp.name}, a partial checkpoint an earlier process left when it was killed", console=False)
+            if data["task"] == "train":
+                _train(registry, recipe, info, device, run_dir, report, resume_ckpt, cross_subject)
+            else:
+                _evaluate_only(registry, recipe, info, device, run_dir, report, cross_subject)
+            ok = True
+            return run_dir
+    except SystemExit as exc:
+        ok = exc.code in (0, None) or _holds_results(run_dir)  # an interruption after saving: keep
+        raise
     finally:
         report.close()
+        if created and not ok and info.main and not _holds_results(run_dir):
+            shutil.rmtree(run_dir, ignore_errors=True)  # failed before its first checkpoint: nothing to keep
+        if lock is not None:
+            lock.release()
         distributed.shutdown(info)
+
+
+def _holds_results(run_dir: Path | None) -> bool:
+    return run_dir is not None and (any((run_dir / "checkpoints").glob("*.pt")) or (run_dir / "eval").is_dir())
 
 
 # ---------------------------------------------------------------------------------------- setup
@@ -112,28 +138,46 @@ def _seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _new_run_dir(explicit: Path | None, data: dict, info) -> Path:
+def _new_run_dir(explicit: Path | None, data: dict, info) -> tuple[Path, bool, FolderLock | None]:
+    """(folder, whether this call created it, its lock on rank 0)."""
+    created, lock = False, None
     if info.main:
         if explicit is None:
             base = Path(data["output"]) / f"{data['name']}-{time.strftime('%Y%m%d-%H%M%S')}"
             path, i = base, 1
             while path.exists():
                 path, i = Path(f"{base}-{i}"), i + 1
+            what = f"output: {data['output']}"
         else:
-            path = explicit
-            if (path / "checkpoints" / "last.pt").exists():
+            path, what = explicit, f"--run-dir {explicit}"
+        if path.exists() and not path.is_dir():
+            raise EmposeError(f"{what}: {path} is a file, not a folder. Choose a folder for the run.")
+        created = not path.exists()
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise EmposeError(f"{what}: cannot create the run folder {path} ({exc.strerror or exc}). Choose a "
+                              "writable folder (`--set output=...` or `--run-dir DIR`).") from None
+        try:
+            lock = FolderLock(path, "training run").acquire()
+            if explicit is not None and (path / "checkpoints" / "last.pt").exists():
                 raise EmposeError(
                     f"--run-dir {path} already holds a run (checkpoints/last.pt). Continue it with `--resume {path}`, "
                     "or choose another folder."
                 )
-        path.mkdir(parents=True, exist_ok=True)
+        except BaseException:
+            if lock is not None:
+                lock.release()
+            if created:
+                shutil.rmtree(path, ignore_errors=True)
+            raise
     else:
         path = None
     if info.enabled:
         box = [str(path) if path else None]
         torch.distributed.broadcast_object_list(box, src=0)
         path = Path(box[0])
-    return path
+    return path, created, lock
 
 
 def _resume_checkpoint(run_dir: Path, recipe) -> dict:
@@ -146,7 +190,9 @@ def _resume_checkpoint(run_dir: Path, recipe) -> dict:
     ckpt = checkpoints.load(last)
     if "resume" not in ckpt:
         raise DataError(f"--resume {run_dir}: {last} holds weights only (no optimizer or data position); it cannot be resumed.")
-    changed = [k for k in _differences(ckpt.get("recipe", {}), recipe.data) if not k.startswith(RESUMABLE_CHANGES)]
+    # checkpoints record the recipe with ${VAR}s unexpanded (older ones: expanded); either form may match
+    changed = [k for k in _differences(ckpt.get("recipe", {}), recipe.recorded)
+               if k in _differences(ckpt.get("recipe", {}), recipe.data) and not k.startswith(RESUMABLE_CHANGES)]
     if changed:
         raise EmposeError(
             f"--resume {run_dir}: the recipe {recipe.path} differs from the one this run was started with in "
@@ -154,6 +200,17 @@ def _resume_checkpoint(run_dir: Path, recipe) -> dict:
             f"{run_dir}`); only {', '.join(RESUMABLE_CHANGES)} may change."
         )
     return ckpt
+
+
+def _command_line() -> str:
+    """sys.argv with the values of `--set` options that read environment variables left out."""
+    out, args = [], iter(sys.argv)
+    for a in args:
+        out.append(a)
+        if a == "--set":
+            value = next(args, "")
+            out.append(value if "$" not in value else value.partition("=")[0] + "=...")
+    return " ".join(out)
 
 
 def _differences(a, b, prefix: str = "") -> list[str]:
@@ -168,8 +225,8 @@ def _differences(a, b, prefix: str = "") -> list[str]:
 def _write_run_files(registry, recipe, run_dir: Path, info, estimator_spec=None) -> None:
     if not info.main:
         return
-    (run_dir / "recipe.yaml").write_text(
-        f"# resolved from {recipe.path} by empose {__version__}\n# command: {' '.join(sys.argv)}\n" + recipe.dump()
+    (run_dir / "recipe.yaml").write_text(  # declared ${VAR}s stay unexpanded (the recorded form)
+        f"# resolved from {recipe.path} by empose {__version__}\n# command: {_command_line()}\n" + recipe.dump(recorded=True)
     )
     (run_dir / "plugins.json").write_text(json.dumps(provenance(registry, recipe, estimator_spec), indent=2))
 
@@ -188,12 +245,14 @@ def _train(registry, recipe, info, device, run_dir, report, resume_ckpt, cross_s
         "format": checkpoints.FORMAT,
         "estimator": data["estimator"],
         "sensor_names": list(sensor_names),
-        "body_model": data["body_model"],
-        "recipe": data,
+        "body_model": recipe.recorded["body_model"],
+        "recipe": recipe.recorded,
         "source": f"trained by empose {__version__} from {recipe.path} in {run_dir}",
     }
     trainer = Trainer(recipe, comps, estimator, device, info, run_dir, report, meta)
     if resume_ckpt is None:
+        if data["train"]["init"]:
+            _init_weights(estimator, data, sensor_names, recipe, report)
         _write_run_files(registry, recipe, run_dir, info)
         n_params = sum(p.numel() for p in estimator.parameters() if p.requires_grad)
         report(f"training {data['estimator']['use']} ({n_params:,} parameters) on {device}"
@@ -201,23 +260,49 @@ def _train(registry, recipe, info, device, run_dir, report, resume_ckpt, cross_s
     else:
         trainer.load_state(resume_ckpt)
         report(f"resuming at step {trainer.progress.step} (epoch {trainer.progress.epoch})")
-    if not trainer.fit():
+    command = (f"{'torchrun ... -m empose_framework' if info.enabled else 'empose'} run {run_dir / 'recipe.yaml'} "
+               f"--resume {run_dir}")  # fmt: skip
+    try:
+        finished = trainer.fit()
+    except Stopped as stop:  # a second Ctrl-C (or SIGTERM) during training: no time to save
+        last = run_dir / "checkpoints" / "last.pt"
+        saved = (f"{last} holds step {trainer.saved_step}; resume from there with:\n  {command}"
+                 if trainer.saved_step is not None else "no checkpoint had been written yet, so nothing can be resumed")
+        report(f"[yellow]stopped at once at step {trainer.progress.step}[/] ({stop}); {saved}")
+        raise SystemExit(stop.exit_code) from None
+    if not finished:
         report(
             f"[yellow]interrupted at step {trainer.progress.step}[/]; the state is saved in {run_dir / 'checkpoints' / 'last.pt'}. "
-            f"Resume with:\n  {'torchrun ... -m empose_framework' if info.enabled else 'empose'} run "
-            f"{run_dir / 'recipe.yaml'} --resume {run_dir}"
+            f"Resume with:\n  {command}"
         )
-        raise SystemExit(130)
+        raise SystemExit(128 + int(trainer.interrupt.signum))
     p = trainer.progress
     if p.best_step >= 0 and comps.valid is not None:
         report(f"training done at step {p.step}; best validation {data['train']['select_on']} {p.best:.4g} at step {p.best_step}")
     if info.main:
         which = data["evaluate"]["use"]
         ckpt = checkpoints.load(run_dir / "checkpoints" / f"{which}.pt", map_location=device)
-        estimator.load_state_dict(ckpt["model"])
+        checkpoints.load_weights(estimator, ckpt, run_dir / "checkpoints" / f"{which}.pt")
         _evaluate_tests(comps, estimator, data, run_dir, report, which_weights=f"{which}.pt (step {ckpt['step']})",
                         cross_subject=cross_subject)  # fmt: skip
     distributed.barrier(info)
+
+
+def _init_weights(estimator, data, sensor_names, recipe, report) -> None:
+    """Fine-tuning: start from `train.init` (a checkpoint or `pretrained:NAME`) of the same estimator."""
+    init = data["train"]["init"]
+    ckpt = checkpoints.load(init)
+    differs = [k for k in sorted(set(ckpt["estimator"]) | set(data["estimator"]), key=str)
+               if ckpt["estimator"].get(k) != data["estimator"].get(k)]  # fmt: skip
+    if differs or list(ckpt["sensor_names"]) != list(sensor_names):
+        what = f"estimator settings {', '.join(differs)}" if differs else f"sensors {ckpt['sensor_names']}"
+        raise EmposeError(
+            f"{recipe.path}: train.init: {init} was trained with other {what} than this recipe's estimator and sensors "
+            f"({sensor_names}). Fine-tuning needs the same network: copy the checkpoint's estimator spec "
+            f"({ckpt['estimator']}) into the recipe's `estimator:` and use the same sensor set."
+        )
+    checkpoints.load_weights(estimator, ckpt, init)
+    report(f"fine-tuning from {init} (step {ckpt['step']})")
 
 
 def _evaluate_only(registry, recipe, info, device, run_dir, report, cross_subject) -> None:
@@ -234,12 +319,30 @@ def _evaluate_only(registry, recipe, info, device, run_dir, report, cross_subjec
     if ckpt["body_model"].get("use") != data["body_model"].get("use"):
         report(f"[yellow]note:[/] the checkpoint was trained with body model '{ckpt['body_model'].get('use')}', "
                f"this recipe evaluates with '{data['body_model']['use']}'.")  # fmt: skip
-    estimator = build_estimator(registry, ckpt["estimator"], comps.body_model, ckpt["sensor_names"], device)
-    estimator.load_state_dict(ckpt["model"])
+    _check_sensors(comps, ckpt, path)
+    try:
+        estimator = build_estimator(registry, ckpt["estimator"], comps.body_model, ckpt["sensor_names"], device)
+    except EmposeError as exc:
+        raise DataError(f"checkpoint {path}: its estimator cannot be built: {exc}") from None
+    checkpoints.load_weights(estimator, ckpt, path)
     _write_run_files(registry, recipe, run_dir, info, ckpt["estimator"])
     if info.main:
         _evaluate_tests(comps, estimator, data, run_dir, report, which_weights=f"{path} (step {ckpt['step']})",
                         cross_subject=cross_subject)  # fmt: skip
+
+
+def _check_sensors(comps: Components, ckpt: dict, path) -> None:
+    """Every test set must record the sensors the checkpoint's estimator reads."""
+    need = [str(n) for n in ckpt["sensor_names"]]
+    for name, source in comps.test.items():
+        have = [str(n) for n in getattr(source, "sensor_names", need)]
+        missing = [n for n in need if n not in have]
+        if missing:
+            raise DataError(
+                f"checkpoint {path} reads {len(need)} sensors ({', '.join(need)}), but test set '{name}' records "
+                f"{len(have)} and lacks {', '.join(missing)}. Give that test set `sensors: em12` (or the checkpoint's "
+                "sensors), or evaluate a checkpoint trained on these sensors."
+            )
 
 
 def _evaluate_tests(comps: Components, estimator, data, run_dir: Path, report, which_weights: str, cross_subject: bool) -> None:
@@ -269,8 +372,21 @@ def _evaluate_tests(comps: Components, estimator, data, run_dir: Path, report, w
         overall = pool.overall()
         shown = ", ".join(f"{escape(m.header)} {overall[f'{m.name}_mean']:.2f} ± {overall[f'{m.name}_std']:.2f}" for m in pool.metrics)
         report(f"{label} overall ({overall['used_frames']} frames): {shown}; table in {csv_path}", console=False)
+        if data["evaluate"]["render"]:
+            _render_tests(comps, estimator, data, source, pool, run_dir / "eval" / "render" / label, report)
     for name, why in comps.skipped.items():
         report(f"[yellow]test set '{name}' skipped:[/] {escape(why)}")
+
+
+def _render_tests(comps: Components, estimator, data, source, pool, folder: Path, report) -> None:
+    """`evaluate.render: N`: videos of the N best and N worst sequences; a drawing problem is reported,
+    never fatal (the tables are written already)."""
+    try:
+        render_extremes(estimator, source.sequences(device=estimator_device(estimator)), pool, comps.metrics,
+                        data["evaluate"]["render"], data["evaluate"]["chunk"], folder, comps.body_model,
+                        data["body_model"], log=lambda m: report(escape(m)))  # fmt: skip
+    except EmposeError as exc:
+        report(f"[yellow]could not draw the best and worst sequences:[/] {escape(exc.message)}")
 
 
 def estimator_device(estimator) -> torch.device:

@@ -5,6 +5,9 @@ EM-POSE recording protocol (reference §5.1): slow and fast arm movements, head 
 jacks, lower-body exercises, lunges, sitting down and standing up, and walking. Each motion randomises
 tempo (including slow drifts within the clip), amplitudes, phases, the order of sub-movements, a
 small idle sway on every joint, the heading, and the body shape (betas ~ N(0, 1) clipped to +-2).
+Every motion starts from its own relaxed stance drawn within the ranges real people show (measured on
+motion capture with `bench/joint_ranges.py`): hanging arms below raised or dropped collars, humeral and
+forearm twist, elbow carrying angle, a thoracic curve, hip turn-out, soft knees, ankle and toe set.
 
 Joint angles are written as intrinsic Euler angles per joint (`JOINT_LIMITS`, degrees, in SMPL's rest
 frame: x to the body's left, y up, z forward) and clipped to per-joint limits before conversion to
@@ -33,30 +36,33 @@ FPS = 60.0
 
 #: Per joint: intrinsic Euler sequence (scipy, upper case) and (low, high) limits per angle, in the order
 #: of the sequence, degrees. Left/right limbs mirror (sign flips of the y and z angles). The middle angle
-#: of each sequence stays well inside +-90 degrees, so the decomposition is unique.
+#: of each sequence stays well inside +-90 degrees, so the decomposition is unique. The ranges cover what
+#: real motion capture reaches (measured by `bench/joint_ranges.py` on the retargeted CMU corpus and the
+#: shipped CMU clips): hanging arms with raised collars need the shoulder near -100..-140 degrees (z),
+#: deep squats flex the hip past -120, and elbows keep a carrying angle (z) of 10-40 degrees.
 JOINT_LIMITS: dict[str, tuple[str, tuple[float, float, float], tuple[float, float, float]]] = {
     "root": ("YXZ", (-180.0, -30.0, -25.0), (180.0, 80.0, 25.0)),  # heading, forward lean, side lean
-    "l_hip": ("XZY", (-120.0, -30.0, -40.0), (35.0, 50.0, 40.0)),  # flexion (-), abduction (+z), twist
-    "r_hip": ("XZY", (-120.0, -50.0, -40.0), (35.0, 30.0, 40.0)),
-    "l_knee": ("XYZ", (0.0, -8.0, -5.0), (150.0, 8.0, 5.0)),  # flexion (+)
-    "r_knee": ("XYZ", (0.0, -8.0, -5.0), (150.0, 8.0, 5.0)),
-    "l_ankle": ("XYZ", (-30.0, -20.0, -20.0), (50.0, 20.0, 20.0)),  # plantarflexion (+)
-    "r_ankle": ("XYZ", (-30.0, -20.0, -20.0), (50.0, 20.0, 20.0)),
-    "l_foot": ("XYZ", (-35.0, -5.0, -5.0), (25.0, 5.0, 5.0)),  # toes
-    "r_foot": ("XYZ", (-35.0, -5.0, -5.0), (25.0, 5.0, 5.0)),
-    "spine1": ("XYZ", (-20.0, -20.0, -15.0), (35.0, 20.0, 15.0)),  # forward bend (+), twist, side bend
-    "spine2": ("XYZ", (-15.0, -20.0, -15.0), (30.0, 20.0, 15.0)),
-    "spine3": ("XYZ", (-15.0, -20.0, -15.0), (30.0, 20.0, 15.0)),
-    "neck": ("XYZ", (-30.0, -40.0, -25.0), (40.0, 40.0, 25.0)),  # nod (+), turn, tilt
-    "head": ("XYZ", (-30.0, -45.0, -25.0), (30.0, 45.0, 25.0)),
-    "l_collar": ("XYZ", (-10.0, -25.0, -10.0), (10.0, 15.0, 30.0)),  # y: protraction (-), z: elevation (+)
-    "r_collar": ("XYZ", (-10.0, -15.0, -30.0), (10.0, 25.0, 10.0)),
-    "l_shoulder": ("XYZ", (-170.0, -80.0, -85.0), (50.0, 35.0, 88.0)),  # z: raise sideways (+), x: raise forward (-)
-    "r_shoulder": ("XYZ", (-170.0, -35.0, -88.0), (50.0, 80.0, 85.0)),
-    "l_elbow": ("YXZ", (-150.0, -60.0, -10.0), (0.0, 60.0, 10.0)),  # y: flexion (-)
-    "r_elbow": ("YXZ", (0.0, -60.0, -10.0), (150.0, 60.0, 10.0)),
-    "l_wrist": ("XYZ", (-60.0, -30.0, -60.0), (60.0, 30.0, 60.0)),
-    "r_wrist": ("XYZ", (-60.0, -30.0, -60.0), (60.0, 30.0, 60.0)),
+    "l_hip": ("XZY", (-140.0, -30.0, -40.0), (35.0, 50.0, 40.0)),  # flexion (-), abduction (+z), twist
+    "r_hip": ("XZY", (-140.0, -50.0, -40.0), (35.0, 30.0, 40.0)),
+    "l_knee": ("XYZ", (0.0, -8.0, -5.0), (150.0, 10.0, 10.0)),  # flexion (+)
+    "r_knee": ("XYZ", (0.0, -10.0, -10.0), (150.0, 8.0, 5.0)),
+    "l_ankle": ("XYZ", (-50.0, -40.0, -55.0), (50.0, 35.0, 25.0)),  # plantarflexion (+), z: inversion
+    "r_ankle": ("XYZ", (-50.0, -35.0, -25.0), (50.0, 40.0, 55.0)),
+    "l_foot": ("XYZ", (-40.0, -15.0, -12.0), (50.0, 15.0, 12.0)),  # toes
+    "r_foot": ("XYZ", (-40.0, -15.0, -12.0), (50.0, 15.0, 12.0)),
+    "spine1": ("XYZ", (-30.0, -20.0, -20.0), (45.0, 20.0, 20.0)),  # forward bend (+), twist, side bend
+    "spine2": ("XYZ", (-30.0, -20.0, -15.0), (30.0, 20.0, 15.0)),
+    "spine3": ("XYZ", (-15.0, -20.0, -15.0), (45.0, 20.0, 15.0)),
+    "neck": ("XYZ", (-75.0, -40.0, -30.0), (40.0, 40.0, 30.0)),  # nod (+), turn, tilt
+    "head": ("XYZ", (-45.0, -60.0, -30.0), (35.0, 60.0, 30.0)),
+    "l_collar": ("XYZ", (-20.0, -25.0, -25.0), (15.0, 15.0, 40.0)),  # y: protraction (-), z: elevation (+)
+    "r_collar": ("XYZ", (-20.0, -15.0, -40.0), (15.0, 25.0, 25.0)),
+    "l_shoulder": ("XYZ", (-170.0, -80.0, -145.0), (60.0, 35.0, 88.0)),  # z: raise sideways (+), x: raise forward (-)
+    "r_shoulder": ("XYZ", (-170.0, -35.0, -88.0), (60.0, 80.0, 145.0)),
+    "l_elbow": ("YXZ", (-150.0, -60.0, -15.0), (0.0, 60.0, 50.0)),  # y: flexion (-), x: twist, z: carrying angle
+    "r_elbow": ("YXZ", (0.0, -60.0, -50.0), (150.0, 60.0, 15.0)),
+    "l_wrist": ("XYZ", (-90.0, -55.0, -65.0), (70.0, 55.0, 65.0)),
+    "r_wrist": ("XYZ", (-90.0, -55.0, -65.0), (70.0, 55.0, 65.0)),
 }
 
 ACTIVITIES = ("arms_slow", "arms_fast", "head_shoulders", "jumping_jacks", "lower_body", "lunges", "sitting", "walking")
@@ -114,6 +120,7 @@ class Angles:
 
     def __init__(self, n: int):
         self.a = {name: np.zeros((n, 3)) for name in JOINT_LIMITS}
+        self.lift = {"l": 0.0, "r": 0.0}  # set by `standing`
 
     def add(self, joint: str, axis: str, curve) -> None:
         self.a[joint][:, JOINT_LIMITS[joint][0].index(axis.upper())] += curve
@@ -146,24 +153,53 @@ def lean(a: Angles, degrees) -> None:
 
 
 def standing(t: np.ndarray, rng: np.random.Generator, a: Angles, arms_down: bool = True) -> None:
-    """Relaxed upright posture with idle sway."""
+    """Relaxed upright posture with idle sway.
+
+    Each motion draws its own posture, with the spread measured on real motion capture
+    (`bench/joint_ranges.py`): collars raised or dropped with the arms hanging (so the shoulder takes
+    whatever the collar leaves, down to -140 degrees), humeral twist, elbow carrying angle and forearm
+    twist, wrist set, a thoracic curve that the neck compensates, side lean, hip turn-out, soft knees
+    and ankle/toe set. `a.lift[side]` is how far the hanging shoulder sits below the generator's old
+    reference (-73 degrees): activities that raise the arms to absolute heights add it."""
+    a.lift = {}
     for side in "lr":
+        elevation = rng.uniform(-18, 28)  # collar: dropped (-) or raised (+)
+        a.side(side, "collar", "z", elevation + sway(t, rng, 1.0), mirror=True)
+        a.side(side, "collar", "y", rng.uniform(-10, 8) + sway(t, rng, 1.0), mirror=True)
+        a.side(side, "collar", "x", rng.uniform(-15, 5))
+        base = -(90.0 + elevation) + rng.uniform(-10, 22)  # arm hangs 10 deg across to 22 deg out
+        a.lift[side] = -73.0 - base
         if arms_down:
-            a.side(side, "shoulder", "z", -rng.uniform(68, 78) + sway(t, rng, 2.0), mirror=True)
-            a.side(side, "shoulder", "x", rng.uniform(-8, 2) + sway(t, rng, 2.0))
-            a.side(side, "elbow", "y", -rng.uniform(5, 20) + sway(t, rng, 2.0), mirror=True)
-        a.side(side, "elbow", "x", rng.uniform(-20, 20) + sway(t, rng, 6.0))  # forearm twist
-        a.side(side, "hip", "z", rng.uniform(0, 5) + sway(t, rng, 0.7), mirror=True)
-        a.side(side, "hip", "y", rng.uniform(-8, 8) + sway(t, rng, 2.0))
-        a.side(side, "ankle", "z", sway(t, rng, 1.5))
-        for axis, amp in (("x", 8.0), ("y", 5.0), ("z", 8.0)):
-            a.side(side, "wrist", axis, rng.uniform(-amp, amp) + sway(t, rng, amp / 2))
-    for j in ("spine1", "spine2", "spine3"):
-        for axis in "xyz":
-            a.add(j, axis, sway(t, rng, 1.0))
-    a.add("root", "z", sway(t, rng, 1.0))
-    a.add("neck", "x", rng.uniform(-5, 8) + sway(t, rng, 2.0))
+            a.side(side, "shoulder", "z", base + sway(t, rng, 2.0), mirror=True)
+            a.side(side, "shoulder", "x", rng.uniform(-12, 6) + sway(t, rng, 2.0))
+            a.side(side, "shoulder", "y", rng.uniform(-60, 10) + sway(t, rng, 3.0), mirror=True)  # humeral twist
+            a.side(side, "elbow", "y", -rng.uniform(5, 40) + sway(t, rng, 2.0), mirror=True)
+        a.side(side, "elbow", "x", rng.uniform(-10, 40) + sway(t, rng, 6.0))  # forearm twist
+        a.side(side, "elbow", "z", rng.uniform(0, 35) + sway(t, rng, 2.0), mirror=True)  # carrying angle
+        a.side(side, "hip", "z", rng.uniform(-4, 6) + sway(t, rng, 0.7), mirror=True)
+        a.side(side, "hip", "y", rng.uniform(-18, 18) + sway(t, rng, 2.0), mirror=True)  # turn-out
+        a.side(side, "hip", "x", -rng.uniform(0, 10))
+        a.side(side, "knee", "x", rng.uniform(0, 12) + sway(t, rng, 1.0))
+        a.side(side, "knee", "y", rng.uniform(0, 5), mirror=True)
+        a.side(side, "knee", "z", rng.uniform(0, 8), mirror=True)
+        a.side(side, "ankle", "x", rng.uniform(-25, 5))
+        a.side(side, "ankle", "y", rng.uniform(-15, 10), mirror=True)
+        a.side(side, "ankle", "z", rng.uniform(-30, 6) + sway(t, rng, 1.5), mirror=True)
+        a.side(side, "foot", "x", rng.uniform(-10, 20))
+        a.side(side, "foot", "y", rng.uniform(-8, 8))
+        for axis, lo, hi in (("x", -40.0, 25.0), ("y", -20.0, 20.0), ("z", -30.0, 30.0)):
+            a.side(side, "wrist", axis, rng.uniform(lo, hi) + sway(t, rng, 4.0))
+    curve = (rng.uniform(-10, 12), rng.uniform(-18, 5), rng.uniform(0, 38))  # spine1..3 flexion
+    for j, bend in zip(("spine1", "spine2", "spine3"), curve):
+        a.add(j, "x", bend + sway(t, rng, 1.5))
+        for axis in "yz":
+            a.add(j, axis, rng.uniform(-4, 4) + sway(t, rng, 1.5))
+    a.add("root", "z", rng.uniform(-5, 5) + sway(t, rng, 1.0))
+    lean(a, rng.uniform(-5, 8))
+    a.add("neck", "x", -sum(curve) * rng.uniform(0.8, 1.3) + rng.uniform(-25, 8) + sway(t, rng, 2.0))
     a.add("neck", "z", sway(t, rng, 1.5))
+    a.add("head", "x", rng.uniform(-20, 15))
+    a.add("head", "y", rng.uniform(-15, 15))
     a.add("head", "y", sway(t, rng, 3.0))
 
 
@@ -184,17 +220,17 @@ def arms(t, rng, a: Angles, fast: bool) -> None:
             p = 2 * np.pi * (ph + (0.5 if alternate and side == "r" else 0.0))
             up = (1 - np.cos(p)) / 2  # 0 -> 1 -> 0 per cycle
             if m == 0:  # lateral raise, up to shoulder height or overhead
-                b.side(side, "shoulder", "z", rng.uniform(70, 160) * up, mirror=True)
+                b.side(side, "shoulder", "z", (rng.uniform(70, 160) + a.lift[side]) * up, mirror=True)
             elif m == 1:  # forward raise
                 b.side(side, "shoulder", "x", -rng.uniform(70, 165) * up)
             elif m == 2:  # elbow curls
                 b.side(side, "elbow", "y", -rng.uniform(80, 125) * up, mirror=True)
                 b.side(side, "shoulder", "x", -rng.uniform(0, 25) * up)
             elif m == 3:  # arm circles, arms out to the side
-                b.side(side, "shoulder", "z", 70 + rng.uniform(10, 30) * np.sin(p), mirror=True)
+                b.side(side, "shoulder", "z", 70 + a.lift[side] + rng.uniform(10, 30) * np.sin(p), mirror=True)
                 b.side(side, "shoulder", "x", rng.uniform(15, 35) * np.cos(p))
             else:  # horizontal swings at shoulder height: front to side
-                b.side(side, "shoulder", "z", 72.0, mirror=True)
+                b.side(side, "shoulder", "z", 72.0 + a.lift[side], mirror=True)
                 b.side(side, "shoulder", "y", -rng.uniform(40, 75) * up, mirror=True)
                 b.side(side, "elbow", "y", -rng.uniform(0, 30) * up, mirror=True)
         parts.append(b)
@@ -239,7 +275,7 @@ def jumping_jacks(t, rng, a: Angles) -> dict:
     arm_top = rng.uniform(140, 160)
     legs = rng.uniform(12, 22)
     for side in "lr":
-        a.side(side, "shoulder", "z", arm_top * open_, mirror=True)
+        a.side(side, "shoulder", "z", (arm_top + a.lift[side]) * open_, mirror=True)
         a.side(side, "hip", "z", legs * open_, mirror=True)
         landing = np.abs(np.cos(p)) ** 4  # knees give at both landings
         a.side(side, "knee", "x", rng.uniform(8, 20) * landing)
@@ -270,9 +306,9 @@ def lower_body(t, rng, a: Angles) -> None:
                 b.side("r" if side == "l" else "l", "hip", "z", -3 * up, mirror=True)
         elif m == 2:  # squats
             down = (1 - np.cos(2 * np.pi * ph)) / 2
-            depth = rng.uniform(0.5, 1.0)
+            depth = rng.uniform(0.5, 1.3)  # 1.3: a deep squat, hip flexed to the -140 degree limit
             for side in "lr":
-                b.side(side, "hip", "x", -75 * depth * down)
+                b.side(side, "hip", "x", -80 * depth * down)
                 b.side(side, "knee", "x", 115 * depth * down)
                 b.side(side, "ankle", "x", -25 * depth * down)
                 b.side(side, "shoulder", "x", -rng.uniform(40, 80) * down)
@@ -452,11 +488,11 @@ class EmbeddedMotions(MotionSource):
 
     params: ClassVar[tuple[Param, ...]] = (
         Param("split", str, "train", "which random stream: train, valid or test (never overlapping)", choices=tuple(SPLIT_CODES)),
-        Param("count", int, 64, "number of motions"),
-        Param("seed", int, 0, "base seed; the same (seed, split, index) always gives the same motion"),
-        Param("seconds", float, 10.0, "mean duration; each motion lasts 0.8 to 1.2 times this"),
+        Param("count", int, 64, "number of motions", min=1),
+        Param("seed", int, 0, "base seed; the same (seed, split, index) always gives the same motion", min=0),
+        Param("seconds", float, 10.0, "mean duration; each motion lasts 0.8 to 1.2 times this", min=0.1, max=36000),
         Param("activities", list[str] | None, None, f"subset of {', '.join(ACTIVITIES)} (default: all)"),
-        Param("shape_std", float, 1.0, "standard deviation of the random betas (clipped to +-2)"),
+        Param("shape_std", float, 1.0, "standard deviation of the random betas (clipped to +-2)", min=0),
     )
 
     def __init__(self, body_model, split="train", count=64, seed=0, seconds=10.0, activities=None, shape_std=1.0):
