@@ -82,9 +82,12 @@ def test_noise_independent_of_batching_and_validation_clean_unless_asked(body, m
     one = _windows(noisy.windows(1, 32, train=False, seed=0))
     four = _windows(noisy.windows(4, 32, train=False, seed=123))  # other batching, other training seed
     assert one.keys() == four.keys()
-    for sid in one:
+    for sid in one:  # the same draws; the body model's batched float maths may differ in the last bit
         for a, b in zip(one[sid], four[sid]):
-            assert torch.equal(a, b)
+            if a.is_floating_point():
+                torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+            else:
+                assert torch.equal(a, b)
     clean = _windows(_source(body, motions).windows(2, 32, train=False, seed=0))
     unseeded = _windows(_source(body, motions, **kw).windows(2, 32, train=False, seed=0))  # a copied train spec
     for sid in clean:
