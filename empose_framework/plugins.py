@@ -122,20 +122,27 @@ class Registry:
         self.pm.register(module, name=name)
         self.plugins[name] = (distribution, version)
 
-    def _collect(self, kind: str, hook_name: str) -> None:
+    def _call_register_hook(self, hook_name: str, make_register) -> None:
+        """Call every plugin's `hook_name(register=...)` with `make_register(plugin, dist, version)`; a
+        plugin whose hook raises is reported and skipped (a PluginError, e.g. a name clash, is fatal)."""
         for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
             plugin = impl.plugin_name
             dist, version = self.plugins.get(plugin, ("local", "?"))
-
-            def register(name: str, target: Any, description: str = "", _plugin=plugin, _dist=dist, _ver=version):
-                self._add(ComponentEntry(kind, name, target, description or _summary(target), _plugin, _dist, _ver))
-
             try:
-                impl.function(register=register)
+                impl.function(register=make_register(plugin, dist, version))
             except PluginError:
                 raise
             except Exception as exc:  # noqa: BLE001
                 self._fail(PluginFailure(plugin, f"{dist} {version}", f"{hook_name} raised {type(exc).__name__}: {exc}"))
+
+    def _collect(self, kind: str, hook_name: str) -> None:
+        def make_register(plugin, dist, version):
+            def register(name: str, target: Any, description: str = ""):
+                self._add(ComponentEntry(kind, name, target, description or _summary(target), plugin, dist, version))
+
+            return register
+
+        self._call_register_hook(hook_name, make_register)
 
     def _add(self, entry: ComponentEntry) -> None:
         existing = self._entries[entry.kind].get(entry.name)
@@ -151,27 +158,21 @@ class Registry:
     def _collect_weights(self) -> None:
         from empose_framework import pretrained
 
-        for impl in self.pm.hook.register_weights.get_hookimpls():
-            plugin = impl.plugin_name
-            dist, version = self.plugins.get(plugin, ("local", "?"))
-
-            def register(name: str, file: Any, _plugin=plugin, _dist=dist, _ver=version, **card):
-                w = pretrained.make_weights(name, file, plugin=_plugin, distribution=_dist, version=_ver, **card)
+        def make_register(plugin, dist, version):
+            def register(name: str, file: Any, **card):
+                w = pretrained.make_weights(name, file, plugin=plugin, distribution=dist, version=version, **card)
                 existing = self._weights.get(name)
                 if existing is not None:
                     raise PluginError(
                         f"two plugins register the pretrained weights '{name}': '{existing.plugin}' ({existing.distribution} "
-                        f"{existing.version}) and '{_plugin}' ({_dist} {_ver}). Uninstall or disable one of them "
-                        f"(`-p no:{_plugin}` or {DISABLE_ENV}={_plugin})."
+                        f"{existing.version}) and '{plugin}' ({dist} {version}). Uninstall or disable one of them "
+                        f"(`-p no:{plugin}` or {DISABLE_ENV}={plugin})."
                     )
                 self._weights[name] = w
 
-            try:
-                impl.function(register=register)
-            except PluginError:
-                raise
-            except Exception as exc:  # noqa: BLE001
-                self._fail(PluginFailure(plugin, f"{dist} {version}", f"register_weights raised {type(exc).__name__}: {exc}"))
+            return register
+
+        self._call_register_hook("register_weights", make_register)
 
     def add_commands(self, app) -> None:
         """Let each plugin add CLI commands; one that raises is reported like a failed import."""
