@@ -32,6 +32,17 @@ except ImportError:  # pragma: no cover - Windows
 LOCK_NAME = ".empose.lock"
 
 
+def make_folder(path: Path, what: str, fix: str) -> bool:
+    """Create `path` (and its parents) for a writer; True when this call created it. A place that cannot
+    be created is an EmposeError naming `what` (the setting that chose it), the reason and the `fix`."""
+    created = not path.exists()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise EmposeError(f"{what}: cannot create the folder {path} ({exc.strerror or exc}). {fix}") from None
+    return created
+
+
 class FolderLock:
     """Exclusive advisory lock on a folder: `with FolderLock(folder, "training run"): ...`."""
 

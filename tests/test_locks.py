@@ -159,3 +159,14 @@ def test_sigterm_during_preprocess_behaves_like_ctrl_c(tmp_path):
         pytest.skip("preprocessing finished before the signal arrived")
     assert proc.returncode == 143, out
     assert "run the same command again to continue" in out and "Traceback" not in out
+
+
+def test_make_folder_creates_once_and_names_an_unwritable_place(tmp_path):
+    from empose_framework.errors import EmposeError
+    from empose_framework.guard import make_folder
+
+    assert make_folder(tmp_path / "a" / "b", "--run-dir", "Choose another.") is True
+    assert make_folder(tmp_path / "a" / "b", "--run-dir", "Choose another.") is False
+    (tmp_path / "f").write_text("a file")
+    with pytest.raises(EmposeError, match=r"destination: cannot create the folder .*f/db .*Choose another\."):
+        make_folder(tmp_path / "f" / "db", "destination", "Choose another.")

@@ -32,7 +32,7 @@ from empose_framework.engine.components import Components, build, build_estimato
 from empose_framework.engine.evaluation import evaluate_sequences, render_extremes, render_table, write_table
 from empose_framework.engine.train import Trainer
 from empose_framework.errors import DataError, EmposeError
-from empose_framework.guard import FolderLock, Stopped, terminate_as_interrupt
+from empose_framework.guard import FolderLock, Stopped, make_folder, terminate_as_interrupt
 
 #: recipe keys that may change when resuming (they do not alter what has been trained so far)
 RESUMABLE_CHANGES = ("train.max_steps", "train.epochs", "train.log_every", "train.num_threads", "train.eval_every",
@@ -152,12 +152,7 @@ def _new_run_dir(explicit: Path | None, data: dict, info) -> tuple[Path, bool, F
             path, what = explicit, f"--run-dir {explicit}"
         if path.exists() and not path.is_dir():
             raise EmposeError(f"{what}: {path} is a file, not a folder. Choose a folder for the run.")
-        created = not path.exists()
-        try:
-            path.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise EmposeError(f"{what}: cannot create the run folder {path} ({exc.strerror or exc}). Choose a "
-                              "writable folder (`--set output=...` or `--run-dir DIR`).") from None
+        created = make_folder(path, what, "Choose a writable folder (`--set output=...` or `--run-dir DIR`).")
         try:
             lock = FolderLock(path, "training run").acquire()
             if explicit is not None and (path / "checkpoints" / "last.pt").exists():

@@ -28,7 +28,7 @@ import numpy as np
 
 from empose_framework import safe_pickle
 from empose_framework.errors import DataError, EmposeError
-from empose_framework.guard import FolderLock, Stopped, terminate_as_interrupt
+from empose_framework.guard import FolderLock, Stopped, make_folder, terminate_as_interrupt
 from empose_motion.layout import BodyLayout, pose_joint_index
 from empose_motion.lmdb_store import FORMAT, FORMAT_VERSION, MotionWriter
 from empose_motion.resample import resample_motion
@@ -223,12 +223,7 @@ def run_preprocess(dataset: str, src: Path, dst: Path, *, body_model=None, body_
             "joints": body_model is not None, "body_model": body_model_name if body_model is not None else None,
             "resampling": "quaternion slerp + cubic spline, last sample held"}
     size = int((map_size_gb or DEFAULT_MAP_SIZE_GB[dataset]) * 2**30)
-    created = not dst.exists()
-    try:
-        dst.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise EmposeError(f"destination {dst}: cannot create the folder ({exc.strerror or exc}). Choose a writable "
-                          "folder.") from None
+    created = make_folder(dst, "destination", "Choose a writable folder.")
     lock = FolderLock(dst, "preprocess").acquire()
     try:
         with terminate_as_interrupt():
