@@ -64,7 +64,8 @@ def main():
         with torch.no_grad():
             r["forward_vertices_ms"] = 1e3 * timed(lambda: model.forward(bp, vertices=True))
             r["forward_joints_ms"] = 1e3 * timed(lambda: model.forward(bp, vertices=False))
-            for sites_name, sites in (("em12", list(model.sensor_sites)), ("em6", ["back", "head", "r_forearm", "r_shank", "l_forearm", "l_shank"])):
+            em6 = ["back", "head", "r_forearm", "r_shank", "l_forearm", "l_shank"]
+            for sites_name, sites in (("em12", list(model.sensor_sites)), ("em6", em6)):
                 r[f"sensor_fast_{sites_name}_ms"] = 1e3 * timed(lambda: model.sensor_frames(bp, sites))
             r["sensor_full_em12_ms"] = 1e3 * timed(lambda: model.sensor_frames(bp, list(model.sensor_sites), full_mesh=True))
 

@@ -30,8 +30,8 @@ PCTS = (1, 5, 25, 50, 75, 95, 99)
 
 def euler_frames(motions, layout_columns, stride: int, max_frames: int, rng) -> dict[str, np.ndarray]:
     """Per SMPL joint: (N, 3) Euler angles (degrees) and (N, 4) quaternions of every `stride`-th frame."""
+    from empose_framework.joints import SMPL_BODY_JOINTS
     from empose_motion.embedded import JOINT_LIMITS
-    from empose_smplh.constants import SMPL_BODY_JOINTS
 
     poses = []
     for i in range(len(motions)):
@@ -49,8 +49,8 @@ def euler_frames(motions, layout_columns, stride: int, max_frames: int, rng) -> 
 
 def arm_and_squat(pose: np.ndarray, rest: np.ndarray) -> dict:
     """Shoulder z while the upper arm hangs down (in the pelvis frame), and the deepest hip/knee flexion."""
+    from empose_framework.joints import SMPL_BODY_JOINTS
     from empose_motion.embedded import JOINT_LIMITS, fk_smpl
-    from empose_smplh.constants import SMPL_BODY_JOINTS
 
     j = {n: i for i, n in enumerate(SMPL_BODY_JOINTS)}
     p = pose.copy()
@@ -100,10 +100,10 @@ def main():
     ap.add_argument("--coverage-frames", type=int, default=6000)
     args = ap.parse_args()
 
+    from empose_framework.joints import SMPL_BODY_JOINTS
     from empose_framework.plugins import get_registry
     from empose_motion.embedded import JOINT_LIMITS
     from empose_motion.layout import BodyLayout
-    from empose_smplh.constants import SMPL_BODY_JOINTS
 
     reg = get_registry()
     body = reg.build("body_model", {"use": "embedded"})

@@ -67,8 +67,9 @@ def main():
             dt = time.perf_counter() - t0
             result[f"preprocess_{'with' if joints else 'without'}_joints"] = {
                 "files": args.files, "frames_out": summary.frames, "seconds": round(dt, 3),
-                "frames_per_s": round(summary.frames / dt), "db_mib": round((Path(tmp) / f"db_{joints}" / "data.mdb").stat().st_size / 2**20, 1)}
-        source = AmassLMDB(Path(tmp) / "db_True", body)
+                "frames_per_s": round(summary.frames / dt),
+                "db_mib": round((Path(tmp) / f"db_{joints}" / "data.mdb").stat().st_size / 2**20, 1)}
+        source = AmassLMDB(path=str(Path(tmp) / "db_True"), body_model=body)
         order = rng.permutation(len(source))
         t0 = time.perf_counter()
         for _ in range(5):
@@ -76,7 +77,7 @@ def main():
                 source[int(i)]
         result["lmdb_random_reads_per_s"] = round(5 * len(source) / (time.perf_counter() - t0))
 
-    emb = EmbeddedMotions(body, count=16, seconds=10.0)
+    emb = EmbeddedMotions(body_model=body, count=16, seconds=10.0)
     t0 = time.perf_counter()
     for i in range(len(emb)):
         emb[i]
@@ -86,7 +87,7 @@ def main():
     if cmu.is_dir():
         from empose_motion.bvh import BVHMotions
 
-        bvh = BVHMotions(cmu, body)
+        bvh = BVHMotions(path=str(cmu), body_model=body)
         t0 = time.perf_counter()
         frames = sum(len(bvh.load(i)[0]) for i in range(len(bvh)))
         result["bvh_load_retarget"] = {"clips": len(bvh), "frames_60fps": frames, "seconds": round(time.perf_counter() - t0, 3)}

@@ -5,7 +5,8 @@ Three measurements per device:
 - `sensor_frames`: the body model's sparse sensor path alone (posing + frames + offsets);
 - `windows`: a full `virtual_em` training pass (crop, collate, root normalisation, per-sequence offset
   draws, synthesis) over in-memory motions, i.e. what the trainer waits for per batch;
-- `windows_noise`: the same with per-frame offset draws, spherical and suppression noise.
+- `windows_noise`: the same with per-frame offset draws, spherical and suppression noise;
+- `position_last_batch`: time to the last batch of a pass with `windows(start=k)` vs replaying k batches.
 
 Prints one JSON object. Usage: python bench/sensor_synthesis.py [--seconds 2] [--threads N]
 """
@@ -13,6 +14,7 @@ Prints one JSON object. Usage: python bench/sensor_synthesis.py [--seconds 2] [-
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import statistics
@@ -21,9 +23,9 @@ import time
 import numpy as np
 import torch
 
-from empose_framework.interfaces import BodyPose, Motion, MotionSource, SensorOffsets
 from empose_em.sensor_sets import EM12
 from empose_em.virtual import VirtualEM
+from empose_framework.interfaces import BodyPose, Motion, MotionSource, SensorOffsets
 
 B, T, S = 12, 32, 12
 
@@ -36,9 +38,12 @@ class MemoryMotions(MotionSource):
         t = np.arange(frames)[:, None, None]
         self.items = []
         for i in range(n):
-            pose = rng.uniform(0.05, 0.4, (n_joints, 3)) * np.sin(rng.uniform(0.02, 0.1, (n_joints, 3)) * t + rng.uniform(0, 6, (n_joints, 3)))
+            amp, freq = rng.uniform(0.05, 0.4, (n_joints, 3)), rng.uniform(0.02, 0.1, (n_joints, 3))
+            phase = rng.uniform(0, 6, (n_joints, 3))
+            pose = amp * np.sin(freq * t + phase)
             trans = np.cumsum(rng.normal(scale=0.01, size=(frames, 3)), 0)
-            self.items.append(Motion(f"m{i}", pose.astype(np.float32), rng.normal(size=n_betas).astype(np.float32), trans.astype(np.float32)))
+            betas = rng.normal(size=n_betas).astype(np.float32)
+            self.items.append(Motion(f"m{i}", pose.astype(np.float32), betas, trans.astype(np.float32)))
 
     def __len__(self):
         return len(self.items)
@@ -85,12 +90,34 @@ def bench_device(body, motions, device, seconds: float) -> dict:
         for _ in src.windows(B, T, train=True, seed=0, device=device):
             pass
 
-    plain = VirtualEM(motions, sensors="em12", offset_noise=0, body_model=body)
+    plain = VirtualEM(motions=motions, sensors="em12", offset_noise=0, body_model=body)
     out["windows"] = _rate(lambda: one_pass(plain), n_frames, seconds, device)
-    noisy = VirtualEM(motions, sensors="em12", offset_noise=1, spherical_noise_strength=0.5, spherical_noise_length=0.3,
+    noisy = VirtualEM(motions=motions, sensors="em12", offset_noise=1, spherical_noise_strength=0.5, spherical_noise_length=0.3,
                       suppression_noise_length=0.2, noise_sensors=2, body_model=body)  # fmt: skip
     out["windows_noise"] = _rate(lambda: one_pass(noisy), n_frames, seconds, device)
+    out["position_last_batch"] = _positioning(plain, len(motions) // B - 1, device)
     return out
+
+
+def _positioning(src, k: int, device, repeats: int = 5) -> dict:
+    """Milliseconds until batch k of a training pass is ready: `windows(start=k)` (what a resume does
+    with a seekable source) against replaying the k batches before it (what it did before)."""
+
+    def first(it):
+        next(it)
+        _sync(device)
+
+    def timed(fn):
+        times = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t)
+        return round(1000 * statistics.median(times), 2)
+
+    seek = timed(lambda: first(src.windows(B, T, train=True, seed=0, device=device, start=k)))
+    replay = timed(lambda: first(itertools.islice(src.windows(B, T, train=True, seed=0, device=device), k, None)))
+    return {"batch": k, "start_ms": seek, "replay_ms": replay}
 
 
 def main():

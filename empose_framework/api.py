@@ -56,6 +56,19 @@ def load_model(spec: str | os.PathLike, device="cpu", registry=None) -> Model:
     return Model(est, body_model, bm_spec, names, str(spec))
 
 
+def save_checkpoint(path: str | os.PathLike, *, estimator: dict, sensor_names, body_model: dict, model: dict,
+                    step: int = 0, recipe: dict | None = None, source: str = "") -> None:
+    """Write an empose checkpoint, atomically, that `load_model` and recipes' `checkpoint:` read: the
+    estimator spec `{"use": name, **params}`, its sensor names, the body model spec, the estimator's
+    `state_dict()`, the training step, the recipe that evaluates it and a provenance line. For tools that
+    make models outside a training run (e.g. `empose import-checkpoint`)."""
+    from empose_framework.engine import checkpoints
+
+    checkpoints.save_atomic({"format": checkpoints.FORMAT, "estimator": estimator, "sensor_names": sensor_names,
+                             "body_model": body_model, "model": model, "recipe": recipe, "step": step,
+                             "source": source}, path)  # fmt: skip
+
+
 def rest_reference(body_model, site: str, offset_t=None, offset_r=None):
     """The mean-shape body at rest: the `site` sensor's position (3,) and orientation (3, 3) (with its
     offset when given) and the pelvis position J0 (3,), float64 numpy."""

@@ -8,12 +8,11 @@ Heavy modules (torch, recipes, the engine) are imported inside commands so `list
 
 from __future__ import annotations
 
+import inspect
 import json
 import sys
 from pathlib import Path
 from typing import List, Optional
-
-import inspect
 
 import typer
 from rich.console import Console
@@ -60,11 +59,13 @@ def build_app(registry: Registry) -> typer.Typer:
         kind: Optional[str] = typer.Option(None, "--kind", help=f"Only this kind: {', '.join(KINDS)}, or `weights`."),
         as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
     ):
-        """List every installed component, grouped by kind."""
+        """List the plugins (the NAME `-p no:NAME` takes, their hooks) and every installed component, by kind."""
         show_weights = kind is None or kind in WEIGHTS_KIND
         kinds = [] if kind in WEIGHTS_KIND else [registry_kind(kind)] if kind else list(KINDS)
         if as_json:
             payload = {
+                "plugins": [{"name": p.name, "distribution": p.distribution, "version": p.version, "hooks": list(p.hooks),
+                             "status": p.status} for p in registry.plugins.values()],
                 "components": {
                     k: [
                         {"name": e.name, "description": e.description, "plugin": e.plugin,
@@ -73,12 +74,20 @@ def build_app(registry: Registry) -> typer.Typer:
                     ]
                     for k in kinds
                 },
-                "failures": [{"plugin": f.plugin, "distribution": f.distribution, "error": f.error} for f in registry.failures],
+                "failures": [{"plugin": f.plugin, "distribution": f.distribution, "error": f.error, "others": list(f.others)}
+                             for f in registry.failures],
             }
             if show_weights:
                 payload["weights"] = [w.card() for w in registry.weights()]
             out.print_json(json.dumps(payload))
             return
+        if kind is None:
+            table = Table(title="plugins (`-p no:NAME` disables one)", title_justify="left", expand=False)
+            for col in ("name", "distribution", "version", "hooks", "status"):
+                table.add_column(col)
+            for p in registry.plugins.values():
+                table.add_row(p.name, p.distribution, p.version, ", ".join(p.hooks), p.status)
+            out.print(table)
         for k in kinds:
             table = Table(title=plural(k), title_justify="left", expand=False)
             for col in ("name", "provided by", "description"):
@@ -89,7 +98,7 @@ def build_app(registry: Registry) -> typer.Typer:
         if show_weights:
             out.print(_weights_table(registry.weights()))
         if registry.failures:
-            out.print(f"[bold red]{len(registry.failures)} plugin(s) failed to load[/] (see the messages above).")
+            out.print(f"[bold red]{len(registry.failures)} plugin problem(s)[/]: what failed was skipped (see the warnings above).")
 
     @app.command()
     def describe(
@@ -104,7 +113,8 @@ def build_app(registry: Registry) -> typer.Typer:
         entry = registry.get(registry_kind(kind), name)
         cls = entry.load()
         out.print(f"[bold]{entry.kind} '{entry.name}'[/] — {entry.description}")
-        out.print(f"provided by {entry.distribution} {entry.version} (plugin '{entry.plugin}', {entry.target if isinstance(entry.target, str) else cls.__module__ + ':' + cls.__qualname__})")
+        target = entry.target if isinstance(entry.target, str) else f"{cls.__module__}:{cls.__qualname__}"
+        out.print(f"provided by {entry.distribution} {entry.version} (plugin '{entry.plugin}', {target})")
         doc = inspect.cleandoc(cls.__doc__ or "")
         if "\n" in doc:
             out.print(doc.split("\n", 1)[1].strip(), markup=False)
@@ -115,12 +125,19 @@ def build_app(registry: Registry) -> typer.Typer:
         recipe: Path = typer.Argument(..., help="Recipe YAML file."),
         set_: List[str] = typer.Option([], "--set", help="Override KEY.PATH=VALUE (YAML-typed; repeatable)."),
     ):
-        """Check a recipe and print its resolved form (every default filled in)."""
+        """Check a recipe and print its resolved form (every default filled in); needs none of its data."""
+        import os
+
         from empose_framework.recipes import load_recipe
 
         resolved = load_recipe(recipe, set_, registry=registry)
         out.print(resolved.dump(), markup=False, end="")
         err.print(f"[green]{recipe}: valid[/]")
+        needed = resolved.variables()
+        if needed:  # whether each is set, never its value
+            shown = ", ".join(f"{name} ({'set' if os.environ.get(name) else 'not set' if required else 'optional, not set'})"
+                              for name, required in needed.items())  # fmt: skip
+            err.print(f"a run reads the environment variables {shown}", markup=False, soft_wrap=True)
 
     @app.command()
     def run(

@@ -30,15 +30,6 @@ def geodesic_angle(r1: torch.Tensor, r2: torch.Tensor) -> torch.Tensor:
     return torch.atan2(vee.norm(dim=-1) / 2, (trace - 1) / 2)
 
 
-def local_to_global(local: torch.Tensor, parents) -> torch.Tensor:
-    """Chain local rotations (..., J, 3, 3) down a kinematic tree: G_j = G_parent(j) R_j.
-    `parents` must list each parent before its children (true for SMPL-style trees)."""
-    out = [None] * local.shape[-3]
-    for j, p in enumerate(parents):
-        out[j] = local[..., j, :, :] if p < 0 else out[p] @ local[..., j, :, :]
-    return torch.stack(out, dim=-3)
-
-
 def similarity_fit(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Best similarity mapping points y (..., N, 3) onto x (..., N, 3) (Umeyama, rotation with det +1):
     returns (scale (...), rot (..., 3, 3), mean_x (..., 1, 3), mean_y (..., 1, 3)) such that

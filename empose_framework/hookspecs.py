@@ -3,13 +3,18 @@
 A plugin is a module named by an entry point in the `empose` group. It implements any of the hooks
 below with `@empose_framework.hookimpl`. Each `register_*` hook receives a `register` callback:
 
-    register(name, target, description="")
+    register(name, target, description="", params=None)
 
 `name` is what recipes write after `use:`; `target` is the component class or, better, a
 "module:Class" string, imported only when the component is described, validated or built, so that
 listing plugins stays fast (keep torch imports out of the plugin module itself); `description` is the
 one-line summary `empose list-plugins` shows (the class docstring's first line when omitted and the
-target is a class).
+target is a class); `params` is the class's declared parameter tuple, best kept in a torch-free module
+(`params=schema.X` where the class sets `params = schema.X`), so that `empose validate` and `describe`
+read it without importing the class (without it, they import the class to read `cls.params`).
+
+An implementation may take fewer arguments than its hookspec (pluggy passes the ones it names); a
+plugin implementing a hook that is not below (a misspelling) is reported and skipped.
 """
 
 from __future__ import annotations
@@ -71,7 +76,7 @@ def render_motion(prediction, truth, out, options):
     `empose_framework.drawing.render_motion_file`; the built-in `render` plugin implements it."""
 
 
-#: hook name -> component kind it registers
+#: component kind -> the hook that registers it
 KIND_HOOKS = {
     "body_model": "register_body_models",
     "motion_source": "register_motion_sources",

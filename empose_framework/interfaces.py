@@ -12,24 +12,56 @@ Constructor keywords by kind (the engine passes them; declared `params` come fro
 - Estimator(**params, body_model, sensor_names)
 - Loss(**params, body_model)
 - Metric(**params, body_model)
+
+A component that declares `params` takes exactly those as keyword-only arguments without defaults
+(besides the keywords above); `Component.__init_subclass__` enforces that when the class is created
+and fills in defaults and checks values on every construction.
 """
 
 from __future__ import annotations
 
+import functools
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field, fields, replace
+from functools import cached_property
 from typing import Any, ClassVar, Iterator, Sequence
 
 import numpy as np
 import torch
 
-from empose_framework.params import Param
+from empose_framework.errors import EmposeError
+from empose_framework.kinematics import inside_mask
+from empose_framework.params import ComponentRef, Param, bind, signature_problem
+
+#: The keywords the engine passes besides the declared params (see the list above).
+CONSTRUCTOR_KEYWORDS = ("body_model", "sensor_names")
 
 
-class Component(ABC):
+class Component(ABC):  # noqa: B024 - abstract by role: the kinds below declare the abstract methods
     """Base of every component: declared parameters and a one-line description (the docstring's)."""
 
     params: ClassVar[tuple[Param, ...]] = ()
+
+    def __init_subclass__(cls, **kwargs):
+        """A class that declares `params` (itself or through a base) must take exactly them as keyword-only
+        arguments without defaults: checked here, at class creation, so declaration and constructor cannot
+        drift. Its __init__ is wrapped to fill in the Params' defaults and check the given values."""
+        super().__init_subclass__(**kwargs)
+        if not any("params" in vars(c) for c in cls.__mro__[: cls.__mro__.index(Component)]):
+            return  # declares nothing (an abstract base, a test double): nothing to keep in step
+        init = getattr(cls.__init__, "__declared_init__", cls.__init__)  # an inherited one unwrapped
+        problem = signature_problem(cls.params, init, CONSTRUCTOR_KEYWORDS)
+        if problem:
+            raise TypeError(f"{cls.__module__}.{cls.__qualname__}: {problem}.")
+
+        @functools.wraps(init)
+        def __init__(self, *args, **kwargs):
+            if type(self) is cls:  # the class being built checks; a super().__init__ call is not checked again
+                kwargs = bind(f"{_kind(cls)} {cls.__name__}", cls.params, kwargs, _is_built)
+            init(self, *args, **kwargs)
+
+        __init__.__declared_init__ = init
+        cls.__init__ = __init__
 
     @classmethod
     def summary(cls) -> str:
@@ -144,19 +176,67 @@ class Batch:
     def frame_mask(self) -> torch.Tensor:
         """(B, T) bool: inside the true length and `frame_valid` (default: every sensor valid), the
         original's metric frames."""
-        t = torch.arange(self.sensors.pos.shape[1], device=self.seq_len.device)
-        inside = t[None, :] < self.seq_len[:, None]
+        inside = inside_mask(self.seq_len, self.sensors.pos.shape[1])
         ok = self.frame_valid if self.frame_valid is not None else self.sensors.valid.all(dim=-1)
         return inside & ok
 
 
 @dataclass
 class Prediction:
-    """An estimator's output: the body pose (root relative to the first frame, no translation
-    unless the estimator makes one) plus estimator-specific extras (e.g. LGD's iterates)."""
+    """An estimator's output: the body pose (root relative to the first frame, no translation unless
+    the estimator makes one) and what losses and the engine may use, each field declared so that a
+    loss that needs one the estimator leaves unset says so (`require`). Only `pose` is mandatory.
+
+    - `loss_form`: "l1" or "mse", the pose loss the estimator was designed for (`pose` loss `form: auto`;
+      l1 when unset);
+    - `shape_estimated`: False when the estimator predicts no shape (its betas are placeholder zeros;
+      losses and metrics then use the ground-truth shape, docs/method.md §10.1);
+    - `sensors`: the SensorFrames the network saw (its own sensors, invalid readings zeroed), with their
+      `offsets` (None: none); what `sensor_reconstruction` compares the body model's sensors with;
+    - `iterates`: successive estimates, the final one last (LGD's K+1); losses average over them;
+    - `sensor_iterates`: per iterate, the body model's (positions, orientations) at `sensors`' sites
+      where the estimator already computed them, else None (losses compute the rest);
+    - `extras`: estimator-private data no other component reads;
+    - `estimator`: the class that made it (set when the estimator is called), for error messages."""
 
     pose: BodyPose
+    loss_form: str | None = None
+    shape_estimated: bool = True
+    sensors: SensorFrames | None = None
+    offsets: SensorOffsets | None = None
+    iterates: list[BodyPose] | None = None
+    sensor_iterates: list[tuple[torch.Tensor, torch.Tensor] | None] | None = None
     extras: dict[str, Any] = field(default_factory=dict)
+    estimator: str = ""
+
+    def require(self, name: str, loss: str):
+        """The field `name`, or an EmposeError naming the loss that needs it and the estimator."""
+        value = getattr(self, name)
+        if value is None:
+            raise EmposeError(
+                f"loss '{loss}' needs Prediction.{name}, which estimator {self.estimator or '(unnamed)'} does not "
+                f"provide. Set `{name}=` in the Prediction the estimator returns (see empose_framework.interfaces."
+                "Prediction), or drop this loss from the recipe's `losses`."
+            )
+        return value
+
+
+class PosedBody:
+    """A pose as metrics score it: the BodyPose and the body model's output for it (no translation, no
+    vertices). The engine makes one per scored pose and hands it to every metric, so the body is posed
+    at most once however many metrics look at it (computed on first use: angle-only metrics never pay)."""
+
+    def __init__(self, pose: BodyPose, body_model: "BodyModel"):
+        self.pose, self.body_model = pose, body_model
+
+    @cached_property
+    def output(self) -> BodyOutput:
+        return self.body_model.forward(BodyPose(self.pose.pose, self.pose.betas, None), vertices=False)
+
+    @property
+    def joints(self) -> torch.Tensor:
+        """Positions (..., n_pose_joints, 3) of the estimated joints."""
+        return self.output.joints[..., : self.body_model.n_pose_joints, :]
 
 
 @dataclass
@@ -206,6 +286,25 @@ class BodyModel(Component):
         """Positions (..., S, 3) and orientations (..., S, 3, 3) of sensors at `sites`, skinning
         only the vertices they need; differentiable w.r.t. pose and betas."""
 
+    def sensor_frames_vjp(self, pose: BodyPose, sites: Sequence[str], offsets: SensorOffsets | None = None):
+        """`sensor_frames` plus their vector-Jacobian product: returns (pos, ori, vjp) where
+        `vjp(d_pos, d_ori)` gives the gradients of sum(d_pos * pos) + sum(d_ori * ori) w.r.t.
+        `pose.pose` and `pose.betas` (each shaped like them), outside any graph. pos and ori keep the
+        graph to `pose` when it has one (the vjp never adds to it). This default uses autograd; body
+        models override it with a closed form (what LGD's gradient input calls once per update)."""
+        attached = pose.pose.requires_grad or pose.betas.requires_grad
+        with torch.enable_grad():
+            th = pose.pose if pose.pose.requires_grad else pose.pose.detach().requires_grad_(True)
+            be = pose.betas if pose.betas.requires_grad else pose.betas.detach().requires_grad_(True)
+            frames = self.sensor_frames(BodyPose(th, be, pose.trans), sites, offsets)
+
+        def vjp(d_pos: torch.Tensor, d_ori: torch.Tensor):
+            grads = torch.autograd.grad(frames, (th, be), (d_pos, d_ori), retain_graph=attached, allow_unused=True)
+            return tuple(torch.zeros_like(x) if g is None else g for g, x in zip(grads, (th, be)))
+
+        pos, ori = frames if attached else (frames[0].detach(), frames[1].detach())
+        return pos, ori, vjp
+
     @abstractmethod
     def to(self, device) -> "BodyModel":
         """Move the model's tensors; returns self."""
@@ -225,6 +324,12 @@ class SensorSource(Component):
     """Sensor readings paired with ground truth: training windows and whole test sequences."""
 
     sensor_names: tuple[str, ...]
+    #: True when `windows` also takes `start=k` and then yields the pass from batch k on, exactly as the
+    #: pass from 0 would, without synthesising the first k; and when `windows` draws only from its own
+    #: generator seeded by `seed` (never the global RNGs). The trainer then resumes without replaying
+    #: batches and prepares the next batches in a worker thread while the model trains. A source that
+    #: leaves this False is replayed on resume and read in the training thread.
+    seekable: ClassVar[bool] = False
 
     @abstractmethod
     def windows(self, batch_size: int, window: int, *, train: bool, seed: int, device="cpu") -> Iterator[Batch]:
@@ -239,10 +344,19 @@ class Estimator(Component, torch.nn.Module):
     """Sensor frames in, body pose out. Causal estimators also stream frame by frame."""
 
     streamable: ClassVar[bool] = False
+    #: frames per chunk when a whole sequence is evaluated (`evaluate.chunk: auto`); None = all at once
+    eval_chunk: ClassVar[int | None] = None
 
     @abstractmethod
     def forward(self, sensors: SensorFrames, seq_len: torch.Tensor, offsets: SensorOffsets | None = None) -> Prediction:
         """Estimate the pose of every frame of a batch of windows."""
+
+    def __call__(self, *args, **kwargs) -> Prediction:
+        """forward(), with the Prediction stamped with the estimator's class name for error messages."""
+        out = super().__call__(*args, **kwargs)
+        if isinstance(out, Prediction) and not out.estimator:
+            out.estimator = type(self).__name__
+        return out
 
     def reset(self) -> None:
         """Forget the streaming state (start of a new sequence)."""
@@ -254,8 +368,6 @@ class Estimator(Component, torch.nn.Module):
         self._refuse_stream()
 
     def _refuse_stream(self):
-        from empose_framework.errors import EmposeError
-
         raise EmposeError(
             f"estimator {type(self).__name__} is offline-only: it looks at future frames, so it cannot "
             "run frame by frame. Use its windowed forward(), or a causal estimator for streaming."
@@ -280,5 +392,20 @@ class Metric(Component):
     temporal_support: ClassVar[int] = 1
 
     @abstractmethod
-    def errors(self, prediction: BodyPose, target: BodyPose) -> torch.Tensor:
-        """Errors (N, E) in `unit` for N frames (leading dims flattened) and E evaluated joints."""
+    def errors(self, prediction: PosedBody, target: PosedBody) -> torch.Tensor:
+        """Errors (N, E) in `unit` for N frames (leading dims flattened) and E evaluated joints; the
+        poses come with their body-model output (`.joints`, `.output`), computed once by the engine."""
+
+
+KIND_CLASSES: dict[str, type] = {
+    "body_model": BodyModel, "motion_source": MotionSource, "sensor_source": SensorSource,
+    "estimator": Estimator, "loss": Loss, "metric": Metric,
+}  # fmt: skip
+
+
+def _kind(cls: type) -> str:
+    return next((k.replace("_", " ") for k, base in KIND_CLASSES.items() if issubclass(cls, base)), "component")
+
+
+def _is_built(ref: ComponentRef, value: Any) -> bool:
+    return isinstance(value, KIND_CLASSES.get(ref.kind, Component))

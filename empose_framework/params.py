@@ -7,14 +7,15 @@ module must stay light: `empose list-plugins` and `empose validate` import it wi
 
 from __future__ import annotations
 
+import inspect
 import math
-import os
 import re
 import types
 import typing
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable
+
+from empose_framework.errors import EmposeError
 
 
 class _Required:
@@ -96,6 +97,53 @@ class Param:
         return None
 
 
+def signature_problem(params: tuple[Param, ...], init: Callable, passthrough: tuple[str, ...]) -> str | None:
+    """Why `init` does not take exactly the declared parameters as keyword-only arguments without defaults
+    (the Param's default is the only one), besides the constructor keywords `passthrough`; None if it does."""
+    args = list(inspect.signature(init).parameters.values())[1:]  # after self
+    declared = [p.name for p in params]
+    if len(set(declared)) != len(declared):
+        return f"params declares a name twice: {declared}"
+    loose = [a.name for a in args if a.kind is not inspect.Parameter.KEYWORD_ONLY]
+    if loose:
+        return f"__init__ takes {loose} positionally or as *args/**kwargs; make every argument keyword-only (after `*`)"
+    names = {a.name for a in args}
+    missing, extra = [n for n in declared if n not in names], sorted(names - set(declared) - set(passthrough))
+    defaults = [a.name for a in args if a.name in declared and a.default is not inspect.Parameter.empty]
+    if missing or extra or defaults:
+        return (f"__init__'s keywords differ from the declared params (missing {missing}, undeclared {extra}, "
+                f"with a default of their own {defaults}); keywords besides {list(passthrough)} must be exactly "
+                "the params, without defaults (the Param's default applies)")
+    return None
+
+
+def bind(where: str, params: tuple[Param, ...], given: dict, is_built: Callable[[ComponentRef, Any], bool]) -> dict:
+    """The keywords a component's __init__ receives: declared params missing from `given` get their
+    default, given ones are type-, choice- and range-checked (EmposeError naming `where` and the
+    parameter) and coerced; other keywords (body_model, ...) pass as they are. A ComponentRef parameter
+    takes a built component (`is_built`), since specs are built before the component that holds them."""
+    out = dict(given)
+    for p in params:
+        if p.name not in given:
+            if p.required:
+                raise EmposeError(f"{where}: missing required parameter '{p.name}' ({type_name(p.type)}: {p.doc}). "
+                                  f"Pass {p.name}=... (in a recipe: `{p.name}:`).")
+            out[p.name] = p.default
+            continue
+        value = given[p.name]
+        if isinstance(p.type, ComponentRef):
+            fits = (value is None and not p.required) or is_built(p.type, value)
+            problem = None if fits else f"expected a built {p.type.kind.replace('_', ' ')}, got {value!r}"
+        elif not matches(value, p.type):
+            problem = f"expected {type_name(p.type)}, got {value!r} ({type(value).__name__})"
+        else:
+            problem = p.problem(value)
+        if problem:
+            raise EmposeError(f"{where}: parameter '{p.name}': {problem}. {p.doc}".rstrip(". ") + ".")
+        out[p.name] = coerce(value, p.type)
+    return out
+
+
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
@@ -165,22 +213,3 @@ def coerce(value: Any, tp: Any) -> Any:
         return float(value)
     return value
 
-
-_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)")
-
-
-def expand_env_path(value: str, unset: Callable[[str], Exception]) -> tuple[Path, list[str]]:
-    """A path parameter with `${VAR}` / `$VAR` and `~` expanded. Declared defaults such as
-    `${EM_DATA_REAL}` reach components unexpanded (recipes interpolate only what they spell out), so
-    components expand their path params with this. `unset(name)` builds the error for an unset or empty
-    variable; the variables used are returned too, so later errors about the path can name them."""
-    used: list[str] = []
-
-    def substitute(match: re.Match) -> str:
-        name = match.group(1) or match.group(2)
-        used.append(name)
-        if not os.environ.get(name):
-            raise unset(name)
-        return os.environ[name]
-
-    return Path(_ENV_REF.sub(substitute, str(value))).expanduser(), used

@@ -1,9 +1,11 @@
 """Plugin discovery and the typed component registry.
 
-Every plugin, built-in or third-party, is an entry point in the `empose` group. Plugins are loaded
-one by one: one that fails to import is reported and skipped (or, in strict mode, fatal), so a broken
-third-party package never takes `empose list-plugins` down. Component classes are imported lazily,
-when a component is described, validated or built.
+Every plugin, built-in or third-party, is an entry point in the `empose` group, registered with pluggy
+and called through `pm.hook`. Plugins are loaded one by one: one that fails to import, implements a
+hook empose does not have (a misspelling, with a did-you-mean) or whose hook raises is reported and
+skipped, and a name two plugins register is reported naming both and neither entry is used (in strict
+mode each of these is fatal), so a broken third-party package never takes `empose list-plugins` down.
+Component classes are imported lazily, when a component is described, validated or built.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import pluggy
 
 from empose_framework import hookspecs
 from empose_framework.errors import PluginError
-from empose_framework.params import KINDS, REQUIRED, ComponentRef, plural
+from empose_framework.params import KINDS, ComponentRef, plural
 
 ENTRY_POINT_GROUP = "empose"
 DISABLE_ENV = "EMPOSE_DISABLE_PLUGINS"
@@ -37,39 +39,71 @@ class ComponentEntry:
     plugin: str  # entry-point name of the registering plugin
     distribution: str
     version: str
+    #: the declared params given at registration (`register(..., params=schema.X)`), so that recipes are
+    #: checked and components described without importing them; None: read the class's `params`
+    params: tuple | None = None
 
     def load(self) -> type:
-        """Import the component class (reported as a PluginError if that fails)."""
-        if not isinstance(self.target, str):
-            return self.target
-        module_name, _, attr = self.target.partition(":")
-        try:
-            obj = importlib.import_module(module_name)
-            for part in attr.split("."):
-                obj = getattr(obj, part)
-        except Exception as exc:  # noqa: BLE001 - any import failure of a plugin is reported the same way
+        """Import the component class (reported as a PluginError if that fails, or if its `params` are
+        not the ones registered)."""
+        obj = self.target
+        if isinstance(self.target, str):
+            module_name, _, attr = self.target.partition(":")
+            try:
+                obj = importlib.import_module(module_name)
+                for part in attr.split("."):
+                    obj = getattr(obj, part)
+            except Exception as exc:  # noqa: BLE001 - any import failure of a plugin is reported the same way
+                raise PluginError(
+                    f"{self.kind} '{self.name}' (plugin '{self.plugin}' from {self.distribution} {self.version}) "
+                    f"could not be imported from '{self.target}': {type(exc).__name__}: {exc}. Reinstall or fix "
+                    f"that package, or disable the plugin with `-p no:{self.plugin}` or {DISABLE_ENV}={self.plugin}."
+                ) from exc
+        if self.params is not None and tuple(getattr(obj, "params", ())) != self.params:
             raise PluginError(
-                f"{self.kind} '{self.name}' (plugin '{self.plugin}' from {self.distribution} {self.version}) "
-                f"could not be imported from '{self.target}': {type(exc).__name__}: {exc}. Reinstall or fix "
-                f"that package, or disable the plugin with `-p no:{self.plugin}` or {DISABLE_ENV}={self.plugin}."
-            ) from exc
+                f"{self.kind} '{self.name}' (plugin '{self.plugin}' from {self.distribution} {self.version}): the "
+                f"params registered for it differ from {getattr(obj, '__qualname__', obj)}.params. Register the "
+                "class's own tuple (`params=schema.X` where the class sets `params = schema.X`)."
+            )
         return obj
 
 
 @dataclass
 class PluginFailure:
-    """A plugin that could not be loaded or whose registration hook raised."""
+    """A plugin that failed (its import, its hooks or one hook call; what failed is skipped), or a name
+    several plugins register (`others`: the plugins besides `plugin`; none of those entries is used)."""
 
     plugin: str
-    distribution: str
+    distribution: str  # "name version"
     error: str
+    others: tuple[str, ...] = ()
 
-    def message(self) -> str:
-        return (
-            f"plugin '{self.plugin}' (from {self.distribution}) failed and was skipped: {self.error}. "
-            f"Fix or reinstall that package, or disable it with `empose -p no:{self.plugin} ...` or "
-            f"{DISABLE_ENV}={self.plugin}; set {STRICT_ENV}=1 (or --strict-plugins) to make this fatal."
-        )
+    def message(self, fatal: bool = False) -> str:
+        if self.others:
+            names = (self.plugin, *self.others)
+            head = self.error + ("" if fatal else "; none of them is used")
+            fix = (f"Uninstall or disable one of them ({' or '.join(f'`empose -p no:{n} ...`' for n in names)}, "
+                   f"or {DISABLE_ENV}=NAME)")
+        else:
+            head = f"plugin '{self.plugin}' (from {self.distribution}) failed{'' if fatal else ' and was skipped'}: {self.error}"
+            fix = (f"Fix or reinstall that package, or disable it with `empose -p no:{self.plugin} ...` or "
+                   f"{DISABLE_ENV}={self.plugin}")
+        return f"{head}. {fix}" + ("." if fatal else f"; set {STRICT_ENV}=1 (or --strict-plugins) to make this fatal.")
+
+
+@dataclass
+class PluginInfo:
+    """One plugin as `empose list-plugins` shows it; `name` is what `-p no:NAME` takes."""
+
+    name: str
+    distribution: str
+    version: str
+    status: str = "loaded"  # loaded | partly loaded (a hook raised or a name clashed) | disabled | failed
+    hooks: tuple[str, ...] = ()
+
+    @property
+    def source(self) -> str:
+        return f"{self.distribution} {self.version}"
 
 
 def _dist_of(ep) -> tuple[str, str]:
@@ -77,111 +111,162 @@ def _dist_of(ep) -> tuple[str, str]:
     return (dist.metadata["Name"], dist.version) if dist is not None else ("unknown", "?")
 
 
+def _did_you_mean(name: str, names, n: int = 3) -> str:
+    close = difflib.get_close_matches(str(name), list(names), n=n, cutoff=0.5)
+    return f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+
+
 class Registry:
     """Typed access to everything the installed plugins provide."""
 
     def __init__(self, disabled=frozenset(), strict: bool = False, extra_plugins=(), entry_points: bool = True):
-        """`extra_plugins`: (name, module-or-object) pairs registered besides the entry points
-        (tests, notebooks); `entry_points=False` skips discovery."""
+        """`disabled`: plugin names (`-p no:NAME`), each must name a plugin; `extra_plugins`: (name,
+        module-or-object) pairs registered besides the entry points (tests, notebooks);
+        `entry_points=False` skips discovery."""
         self.pm = pluggy.PluginManager(ENTRY_POINT_GROUP)
         self.pm.add_hookspecs(hookspecs)
-        self.disabled = set(disabled)
+        for name in disabled:
+            self.pm.set_blocked(name)
         self.strict = strict
         self.failures: list[PluginFailure] = []
-        self.plugins: dict[str, tuple[str, str]] = {}  # plugin name -> (distribution, version)
-        self._entries: dict[str, dict[str, ComponentEntry]] = {k: {} for k in KINDS}
-        self._weights: dict = {}  # name -> pretrained.Weights
+        self.plugins: dict[str, PluginInfo] = {}
         if entry_points:
-            self._load_entry_points()
+            for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+                self._add_plugin(ep.name, *_dist_of(ep), load=ep.load, source=f"'{ep.value}'")
         for name, plugin in extra_plugins:
-            self.register_plugin(plugin, name)
-        for kind, hook in hookspecs.KIND_HOOKS.items():
-            self._collect(kind, hook)
+            self._add_plugin(name, "local", "?", load=lambda plugin=plugin: plugin, source="the object given")
+        self._check_disabled(disabled)
+        self._entries: dict[str, dict[str, ComponentEntry]] = {}
+        self._collect_components()
         self._collect_weights()
 
     # ---------------------------------------------------------------- discovery
     def _fail(self, failure: PluginFailure) -> None:
+        """Report `failure` (fatal in strict mode); the plugins it names no longer count as fully loaded."""
         if self.strict:
-            raise PluginError(failure.message())
+            raise PluginError(failure.message(fatal=True))
         self.failures.append(failure)
+        for name in (failure.plugin, *failure.others):
+            if self.plugins[name].status == "loaded":
+                self.plugins[name].status = "partly loaded"
 
-    def _load_entry_points(self) -> None:
-        eps = sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name)
-        for ep in eps:
-            if ep.name in self.disabled or ep.name in self.plugins:
-                continue
-            dist, version = _dist_of(ep)
-            try:
-                module = ep.load()
-            except Exception as exc:  # noqa: BLE001 - report, skip, keep going
-                self._fail(PluginFailure(ep.name, f"{dist} {version}", f"import of '{ep.value}' raised {type(exc).__name__}: {exc}"))
-                continue
-            self.register_plugin(module, ep.name, dist, version)
+    def _add_plugin(self, name: str, distribution: str, version: str, load, source: str) -> None:
+        """Import (`load()`) and register one plugin unless it is disabled. One that fails to import, whose
+        hookimpls pluggy rejects (an argument the hookspec lacks) or that implements a hook empose does not
+        have (pytest's `check_pending`, with a did-you-mean) is reported and skipped."""
+        info = PluginInfo(name, distribution, version)
+        if name in self.plugins:
+            return self._fail(PluginFailure(name, info.source, f"plugin '{name}' from {self.plugins[name].source} "
+                                                               "has the same name; rename one entry point"))
+        self.plugins[name] = info
+        if self.pm.is_blocked(name):
+            info.status = "disabled"
+            return None
+        info.status = "failed"  # until it is registered
+        try:
+            plugin = load()
+        except Exception as exc:  # noqa: BLE001 - report, skip, keep going
+            return self._fail(PluginFailure(name, info.source, f"import of {source} raised {type(exc).__name__}: {exc}"))
+        try:
+            self.pm.register(plugin, name=name)
+        except (pluggy.PluginValidationError, ValueError) as exc:
+            if self.pm.has_plugin(name):  # pluggy stops at the first bad hookimpl, keeping the ones before it
+                self.pm.unregister(name=name)
+            return self._fail(PluginFailure(name, info.source, "pluggy rejected it: " + "; ".join(str(exc).splitlines())))
+        callers = self.pm.get_hookcallers(plugin) or []
+        info.hooks = tuple(sorted(c.name for c in callers))
+        specs = [n for n, c in vars(self.pm.hook).items() if c.has_spec()]
+        unknown = [c.name for c in callers if not c.has_spec()
+                   and any(i.plugin is plugin and not i.optionalhook for i in c.get_hookimpls())]
+        if unknown:
+            self.pm.unregister(name=name)
+            hints = "".join(_did_you_mean(hook, specs, n=1) for hook in unknown)
+            return self._fail(PluginFailure(name, info.source, f"it implements {', '.join(map(repr, unknown))}, which "
+                                            f"empose has no hook for.{hints} The hooks (empose_framework/hookspecs.py): "
+                                            f"{', '.join(specs)}"))
+        info.status = "loaded"
+        return None
 
-    def register_plugin(self, module: Any, name: str, distribution: str = "local", version: str = "?") -> None:
-        self.pm.register(module, name=name)
-        self.plugins[name] = (distribution, version)
-
-    def _call_register_hook(self, hook_name: str, make_register) -> None:
-        """Call every plugin's `hook_name(register=...)` with `make_register(plugin, dist, version)`; a
-        plugin whose hook raises is reported and skipped (a PluginError, e.g. a name clash, is fatal)."""
-        for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
-            plugin = impl.plugin_name
-            dist, version = self.plugins.get(plugin, ("local", "?"))
-            try:
-                impl.function(register=make_register(plugin, dist, version))
-            except PluginError:
-                raise
-            except Exception as exc:  # noqa: BLE001
-                self._fail(PluginFailure(plugin, f"{dist} {version}", f"{hook_name} raised {type(exc).__name__}: {exc}"))
-
-    def _collect(self, kind: str, hook_name: str) -> None:
-        def make_register(plugin, dist, version):
-            def register(name: str, target: Any, description: str = ""):
-                self._add(ComponentEntry(kind, name, target, description or _summary(target), plugin, dist, version))
-
-            return register
-
-        self._call_register_hook(hook_name, make_register)
-
-    def _add(self, entry: ComponentEntry) -> None:
-        existing = self._entries[entry.kind].get(entry.name)
-        if existing is not None:
+    def _check_disabled(self, disabled) -> None:
+        """`-p no:NAME` with a NAME no plugin has is an error (a typo would otherwise disable nothing)."""
+        unknown = sorted(set(disabled) - set(self.plugins))
+        if unknown:
+            hints = "".join(_did_you_mean(n, self.plugins) for n in unknown)
             raise PluginError(
-                f"two plugins register the {entry.kind} '{entry.name}': '{existing.plugin}' "
-                f"({existing.distribution} {existing.version}) and '{entry.plugin}' ({entry.distribution} "
-                f"{entry.version}). Uninstall or disable one of them (`-p no:{entry.plugin}` or "
-                f"{DISABLE_ENV}={entry.plugin})."
+                f"cannot disable {', '.join(map(repr, unknown))} (`-p no:NAME` or {DISABLE_ENV}): no plugin has that "
+                f"name.{hints} Plugins: {', '.join(sorted(self.plugins)) or 'none'} (`empose list-plugins` shows them)."
             )
-        self._entries[entry.kind][entry.name] = entry
+
+    def _call_each(self, hook_name: str, kwargs_for) -> list[PluginInfo]:
+        """Call `hook_name(**kwargs_for(plugin))` through pluggy one plugin at a time, in load order, and
+        return the plugins whose call returned (one that raised is reported and skipped). One `pm.hook`
+        call runs every implementation in a loop that stops at the first exception and does not say
+        which plugin did what; `pm.subset_hook_caller` without the other plugins keeps pluggy's own call
+        path (argument subsets, wrappers) and attributes and isolates each plugin."""
+        plugins = list(dict.fromkeys(impl.plugin for impl in getattr(self.pm.hook, hook_name).get_hookimpls()))
+        called = []
+        for plugin in plugins:
+            info = self.plugins[self.pm.get_name(plugin)]
+            call = self.pm.subset_hook_caller(hook_name, [p for p in plugins if p is not plugin])
+            try:
+                call(**kwargs_for(info))
+            except Exception as exc:  # noqa: BLE001 - report, skip, keep going
+                self._fail(PluginFailure(info.name, info.source, f"{hook_name} raised {type(exc).__name__}: {exc}"))
+            else:
+                called.append(info)
+        return called
+
+    def _collect(self, hook_name: str, what: str, make_register) -> dict:
+        """name -> entry from every plugin's `hook_name(register=...)`, where `make_register(plugin)`
+        returns the `register` that makes one entry. A plugin whose hook raised adds nothing; a name
+        several plugins register is reported naming them all, and none of those entries is kept."""
+        made: dict[str, list] = {}
+
+        def kwargs_for(info: PluginInfo) -> dict:
+            register, entries = make_register(info), made.setdefault(info.name, [])
+            return {"register": lambda *args, **kwargs: entries.append(register(*args, **kwargs))}
+
+        claims: dict[str, list] = {}
+        for info in self._call_each(hook_name, kwargs_for):
+            for entry in made[info.name]:
+                claims.setdefault(entry.name, []).append(entry)
+        for name, entries in list(claims.items()):
+            if len(entries) > 1:
+                del claims[name]
+                who = " and ".join(f"'{e.plugin}' ({e.distribution} {e.version})" for e in entries)
+                count = "two" if len(entries) == 2 else str(len(entries))
+                self._fail(PluginFailure(entries[0].plugin, f"{entries[0].distribution} {entries[0].version}",
+                                         f"{count} plugins register the {what} '{name}': {who}",
+                                         others=tuple(e.plugin for e in entries[1:])))
+        return {name: entries[0] for name, entries in claims.items()}
+
+    def _collect_components(self) -> None:
+        for kind, hook_name in hookspecs.KIND_HOOKS.items():
+
+            def make_register(info: PluginInfo, kind=kind):
+                def register(name: str, target: Any, description: str = "", params: tuple | None = None):
+                    return ComponentEntry(kind, name, target, description or _summary(target), info.name,
+                                          info.distribution, info.version, None if params is None else tuple(params))
+
+                return register
+
+            self._entries[kind] = self._collect(hook_name, kind, make_register)
 
     def _collect_weights(self) -> None:
         from empose_framework import pretrained
 
-        def make_register(plugin, dist, version):
+        def make_register(info: PluginInfo):
             def register(name: str, file: Any, **card):
-                w = pretrained.make_weights(name, file, plugin=plugin, distribution=dist, version=version, **card)
-                existing = self._weights.get(name)
-                if existing is not None:
-                    raise PluginError(
-                        f"two plugins register the pretrained weights '{name}': '{existing.plugin}' ({existing.distribution} "
-                        f"{existing.version}) and '{plugin}' ({dist} {version}). Uninstall or disable one of them "
-                        f"(`-p no:{plugin}` or {DISABLE_ENV}={plugin})."
-                    )
-                self._weights[name] = w
+                return pretrained.make_weights(name, file, plugin=info.name, distribution=info.distribution,
+                                               version=info.version, **card)
 
             return register
 
-        self._call_register_hook("register_weights", make_register)
+        self._weights = self._collect("register_weights", "pretrained weights", make_register)
 
     def add_commands(self, app) -> None:
         """Let each plugin add CLI commands; one that raises is reported like a failed import."""
-        for impl in self.pm.hook.register_commands.get_hookimpls():
-            try:
-                impl.function(app=app)
-            except Exception as exc:  # noqa: BLE001
-                dist, version = self.plugins.get(impl.plugin_name, ("local", "?"))
-                self._fail(PluginFailure(impl.plugin_name, f"{dist} {version}", f"register_commands raised {type(exc).__name__}: {exc}"))
+        self._call_each("register_commands", lambda info: {"app": app})
 
     # ---------------------------------------------------------------- lookup
     def entries(self, kind: str) -> list[ComponentEntry]:
@@ -192,8 +277,7 @@ class Registry:
         table = self._entries[_check_kind(kind)]
         if name in table:
             return table[name]
-        close = difflib.get_close_matches(str(name), list(table), n=3, cutoff=0.5)
-        hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+        hint = _did_you_mean(name, table)
         where = f"{where}: " if where else ""
         raise PluginError(
             f"{where}unknown {kind} '{name}'.{hint} Installed {plural(kind)}: {', '.join(sorted(table)) or 'none'}. "
@@ -208,8 +292,7 @@ class Registry:
         """The `pretrained.Weights` called `name`, or a PluginError with the closest names."""
         if name in self._weights:
             return self._weights[name]
-        close = difflib.get_close_matches(str(name), list(self._weights), n=3, cutoff=0.5)
-        hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+        hint = _did_you_mean(name, self._weights)
         where = f"{where}: " if where else ""
         raise PluginError(
             f"{where}unknown pretrained weights '{name}'.{hint} Installed: {', '.join(sorted(self._weights)) or 'none'}. "
@@ -219,20 +302,25 @@ class Registry:
     def load(self, kind: str, name: str, where: str = "") -> type:
         return self.get(kind, name, where).load()
 
+    def params(self, kind: str, name: str, where: str = "") -> tuple:
+        """A component's declared `Param`s: as registered (no import, so no torch), else the class's."""
+        entry = self.get(kind, name, where)
+        return entry.params if entry.params is not None else tuple(entry.load().params)
+
     def build(self, kind: str, spec: dict | str, **keywords: Any) -> Any:
-        """Construct a component from a (resolved) spec: declared params from the spec (defaults for
-        absent ones), nested component specs built first with the same `body_model`, plus the kind's
-        constructor keywords (see interfaces.py). Engine keys such as a loss's `weight` are not passed."""
+        """Construct a component from a (resolved) spec: the declared params it gives (the constructor
+        fills in defaults and checks values, see `Component`), nested component specs built first with
+        the same `body_model`, plus the kind's constructor keywords (see interfaces.py). Engine keys such
+        as a loss's `weight` are not passed."""
         spec = {"use": spec} if isinstance(spec, str) else spec
         cls = self.load(kind, spec["use"])
         kwargs = {}
         for p in cls.params:
-            value = spec.get(p.name, p.default)
-            if value is REQUIRED:
-                raise PluginError(f"{kind} '{spec['use']}': missing required parameter '{p.name}' ({p.doc}).")
-            if isinstance(p.type, ComponentRef) and value is not None:
-                value = self.build(p.type.kind, value, body_model=keywords.get("body_model"))
-            kwargs[p.name] = value
+            if p.name in spec:
+                value = spec[p.name]
+                if isinstance(p.type, ComponentRef) and value is not None:
+                    value = self.build(p.type.kind, value, body_model=keywords.get("body_model"))
+                kwargs[p.name] = value
         return cls(**kwargs, **keywords)
 
 

@@ -1,15 +1,18 @@
-"""YAML recipe -> validated, fully resolved recipe.
+"""YAML recipe -> validated recipe; its environment variables are read only when a run is built.
 
 Order of work: read the file and the chain of `extends:` bases (deep merge, the child wins, lists are
-replaced, `env:` lists are joined) -> apply `--set a.b=c` overrides (values parsed as YAML) -> interpolate
-`${VAR}`, `${VAR:-default}` and `${RECIPE_DIR}` -> check every key against the declared parameters of the
-named components (types and ranges) and fill in defaults. Every error names the recipe file and the key
-path.
+replaced, `env:` lists are joined; a component spec whose `use:` changes is replaced, not merged) ->
+apply `--set a.b=c` overrides (values parsed as YAML; a changed `use:` likewise starts a fresh spec) ->
+`${RECIPE_DIR}` becomes the recipe's folder -> check every key against the declared parameters of the
+named components (types and ranges) and fill in defaults, and check that every `${VAR}` reference is
+well formed and declared: that is `Recipe.recorded`, and `empose validate` needs no data for it.
+`Recipe.data`, read when a run is built, interpolates `${VAR}` / `${VAR:-default}` (empose_framework.envvars)
+and checks the values again. Every error names the recipe file and the key path.
 
 Recipes are data that people share, so reading one is bounded: duplicate keys are an error (YAML would
 silently keep the last), aliases may not expand past `MAX_VALUES` values, and only environment
-variables the recipe declares in its top-level `env:` list (or that a `--set` value spells out) are
-read. `Recipe.recorded` keeps those `${VAR}` references unexpanded: it is what the run folder's
+variables the recipe declares in its top-level `env:` list (or that a `--set` value spells out; those
+join `env:`) are read. `Recipe.recorded` keeps those references unexpanded: it is what the run folder's
 recipe.yaml and the checkpoints store, so values of the user's environment never land in shared files.
 """
 
@@ -19,12 +22,14 @@ import copy
 import difflib
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from empose_framework import envvars
 from empose_framework.errors import PluginError, RecipeError
 from empose_framework.params import ComponentRef, Param, coerce, matches, plain_name, type_name
 
@@ -70,7 +75,7 @@ ENGINE_KEYS = {
     "sensor_source": (Param("optional", bool, False, "skip this data set with a notice when its data is missing"),),
 }
 DATA_SPLITS = ("train", "valid", "test")
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_TOP = {p.name: p for p in TOP_LEVEL}
 
 
 class _Loader(yaml.SafeLoader):
@@ -109,69 +114,85 @@ def _yaml(text: str):
 
 @dataclass
 class Recipe:
-    """A validated recipe: `data` is the resolved dict (every default filled in); `recorded` is the same
-    with declared `${VAR}` references left unexpanded (what run folders and checkpoints store)."""
+    """A validated recipe. `recorded`: every default filled in, declared `${VAR}` references unexpanded
+    (what `empose validate` prints and run folders and checkpoints store; reading it needs no data).
+    `data`: the same with the environment variables read, as a run uses it (computed on first use)."""
 
     path: Path
-    data: dict
-    recorded: dict | None = None
-
-    def __post_init__(self):
-        if self.recorded is None:
-            self.recorded = copy.deepcopy(self.data)
+    recorded: dict
+    source: dict = field(repr=False)  # the merged, overridden recipe before validation (what `data` expands)
+    registry: Any = field(default=None, repr=False, compare=False)
 
     def __getitem__(self, key: str) -> Any:
-        return self.data[key]
+        return self.recorded[key]
 
-    def dump(self, recorded: bool = False) -> str:
+    @cached_property
+    def data(self) -> dict:
+        """The recipe with its declared `${VAR}`s read from the environment, checked again with the values."""
+        hint = self.source.get("missing_data_hint")
+        expanded = _interpolate(self.source, self.path, hint if isinstance(hint, str) else None)
+        return _Validator(self.path, self.registry).recipe(expanded)
+
+    def variables(self) -> dict[str, bool]:
+        """The environment variables a run reads, each with whether the run needs it set (a variable
+        with a default everywhere it is referenced is optional)."""
+        out: dict[str, bool] = {}
+
+        def collect(text: str, _where: str) -> str:
+            for piece in envvars.parse(text):
+                if isinstance(piece, envvars.Reference):
+                    out[piece.name] = out.get(piece.name, False) or piece.default is None
+                    for inner in envvars.references(piece.default or ""):  # read only when `piece` is unset
+                        out.setdefault(inner.name, False)
+            return text
+
+        _walk(self.source, "", collect)
+        return out
+
+    def dump(self, recorded: bool = True) -> str:
         return yaml.safe_dump(self.recorded if recorded else self.data, sort_keys=False)
 
 
-class _Expanded(str):
-    """An interpolated string that remembers the text it was expanded from (never leaves this module)."""
-
-    raw: str
-
-
 def load_recipe(path: str | os.PathLike, overrides: list[str] | tuple = (), registry=None) -> Recipe:
-    """Read, merge, override, interpolate and validate the recipe at `path`."""
+    """Read, merge, override and validate the recipe at `path` (no environment variable is read)."""
     path = Path(path)
     raw = _read_with_bases(path, chain=())
-    for item in overrides:
+    for item in sorted(overrides, key=_override_order):
         _apply_override(raw, item, path)
-    declared = _declared(raw, overrides, path)
-    raw = _interpolate(raw, path, "", raw.get("missing_data_hint") if isinstance(raw, dict) else None, declared)
+    _declare_set_variables(raw, overrides, path)
+    raw = _recipe_dir(raw, path)
+    _check_references(raw, path, set(raw.get("env") or ()))
     if registry is None:
         from empose_framework.plugins import get_registry
 
         registry = get_registry()
-    checked = _Validator(path, registry).recipe(raw)
-    return Recipe(path=path, data=_plain(checked, expanded=True), recorded=_plain(checked, expanded=False))
+    recorded = _Validator(path, registry, expanded=False).recipe(raw)
+    return Recipe(path=path, recorded=recorded, source=raw, registry=registry)
 
 
-def _declared(raw: dict, overrides, path: Path) -> set[str]:
-    """Variables the recipe may read: its `env:` list, plus those a `--set` value spells out."""
-    env = raw.get("env", [])
+def check_spec(registry, kind: str, spec: dict | str, path, where: str) -> dict:
+    """A component spec checked as a recipe's would be, with every default filled in (e.g. to compare
+    a checkpoint's estimator with a recipe's)."""
+    return _Validator(Path(path), registry).component(kind, spec, where)
+
+
+def _declare_set_variables(raw: dict, overrides, path: Path) -> None:
+    """Variables a `--set` value spells out join `env:`, so the run folder's recipe.yaml still reads them."""
+    env = raw.get("env")
     if env is None:
         env = []
     if not isinstance(env, list) or not all(isinstance(v, str) and _ENV_NAME.fullmatch(v) for v in env):
         raise RecipeError(f"{path}: env: expected a list of environment variable names (e.g. `env: [EM_DATA_REAL]`), "
                           f"got {env!r}.")
-    names = set(env)
+    extra = []
     for item in overrides:
-        names.update(m.group(1) for m in re.finditer(r"\$\{([A-Za-z_][A-Za-z0-9_]*)", item.partition("=")[2]))
-    return names
-
-
-def _plain(node: Any, expanded: bool) -> Any:
-    """A copy with plain types only: interpolated strings as their value, or as their recipe text."""
-    if isinstance(node, dict):
-        return {k: _plain(v, expanded) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_plain(v, expanded) for v in node]
-    if isinstance(node, _Expanded):
-        return str.__str__(node) if expanded else node.raw
-    return node
+        try:
+            extra += [r.name for r in envvars.references(item.partition("=")[2])]
+        except ValueError as exc:
+            raise RecipeError(f"{path}: --set {item!r}: {exc}.") from None
+    extra = [v for v in dict.fromkeys(extra) if v not in env and v != "RECIPE_DIR"]
+    if extra or "env" in raw:
+        raw["env"] = [*env, *extra]
 
 
 # ------------------------------------------------------------------------------------ reading
@@ -258,14 +279,33 @@ def _read_with_bases(path: Path, chain: tuple) -> dict:
     return merged
 
 
-def _deep_merge(base: dict, child: dict) -> dict:
+def _is_spec(at: tuple, node: Any) -> bool:
+    """Is `node`, at key path `at`, a component spec? Every mapping with `use:` is one (a bare spec such
+    as `empose predict` reads too), except in the top-level sections that are not components
+    (`evaluate.use` is a setting)."""
+    if not isinstance(node, dict) or "use" not in node:
+        return False
+    return len(at) != 1 or (at[0] in _TOP and isinstance(_TOP[at[0]].type, ComponentRef))
+
+
+def _deep_merge(base: dict, child: dict, at: tuple = ()) -> dict:
+    """Mappings merge (the child wins), anything else is replaced; a component spec whose `use:`
+    changes replaces the base's spec, whose parameters belong to another component."""
     out = copy.deepcopy(base)
     for key, value in child.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _deep_merge(out[key], value)
+        here, old = (*at, key), out.get(key)
+        if isinstance(value, dict) and isinstance(old, dict) and not (_is_spec(here, value) and value["use"] != old.get("use")):
+            out[key] = _deep_merge(old, value, here)
         else:
             out[key] = copy.deepcopy(value)
     return out
+
+
+def _override_order(item: str) -> tuple:
+    """`--set X.use=...` first, shallowest first, so that a changed component keeps the parameters
+    other `--set`s give it whatever their order; the rest in the order given."""
+    key = item.partition("=")[0].strip()
+    return (0, key.count(".")) if key.endswith(".use") else (1, 0)
 
 
 def _apply_override(raw: dict, item: str, path: Path) -> None:
@@ -285,6 +325,8 @@ def _apply_override(raw: dict, item: str, path: Path) -> None:
         index = _index(node, last, f"--set {item!r}", path)
         node[index] = value
     elif isinstance(node, dict):
+        if last == "use" and _is_spec(tuple(parts[:-1]), node) and node["use"] != value:
+            node.clear()  # another component: the old one's parameters do not apply
         node[last] = value
     else:
         raise RecipeError(f"{path}: --set {item!r}: {'.'.join(parts[:-1])} is a {type(node).__name__}, not a mapping.")
@@ -308,74 +350,72 @@ def _index(node: list, part: str, where: str, path: Path) -> int:
     return int(part)
 
 
-def _interpolate(node: Any, path: Path, where: str, hint: str | None, declared: set[str] = frozenset()) -> Any:
+# ------------------------------------------------------------------------------------ variables
+
+
+def _walk(node: Any, where: str, fn) -> Any:
+    """A copy of `node` with `fn(text, key path)` applied to every string holding `${`."""
     if isinstance(node, dict):
-        return {k: _interpolate(v, path, f"{where}.{k}" if where else str(k), hint, declared) for k, v in node.items()}
+        return {k: _walk(v, f"{where}.{k}" if where else str(k), fn) for k, v in node.items()}
     if isinstance(node, list):
-        return [_interpolate(v, path, f"{where}.{i}", hint, declared) for i, v in enumerate(node)]
-    if not isinstance(node, str) or "${" not in node:
-        return node
-    secret = False  # did a declared environment variable go into the value?
+        return [_walk(v, f"{where}.{i}", fn) for i, v in enumerate(node)]
+    return fn(node, where) if isinstance(node, str) and "${" in node else node
 
-    def lookup(name: str, default: str | None) -> str:
-        nonlocal secret
-        if name == "RECIPE_DIR":
-            return str(path.resolve().parent)
-        if name not in declared:
-            raise RecipeError(
-                f"{path}: {where}: the recipe reads the environment variable {name} but does not declare it. Add "
-                f"`env: [{name}]` at the top level of the recipe (only declared variables are expanded, so a shared "
-                "recipe cannot copy other parts of your environment into run folders)."
+
+def _recipe_dir(raw: dict, path: Path) -> dict:
+    """`${RECIPE_DIR}` is the recipe's folder, not the environment: replaced (and recorded) as such."""
+    folder = str(path.resolve().parent)
+    return _walk(raw, "", lambda text, _: text.replace("${RECIPE_DIR}", folder))
+
+
+def _check_references(raw: dict, path: Path, declared: set[str]) -> None:
+    """Every `${...}` is well formed and names a declared variable (no environment variable is read)."""
+
+    def check(text: str, where: str) -> str:
+        try:
+            refs = envvars.references(text)
+        except ValueError as exc:
+            raise RecipeError(f"{path}: {where}: {exc}.") from None
+        for ref in refs:
+            if ref.name not in declared:
+                raise RecipeError(
+                    f"{path}: {where}: the recipe reads the environment variable {ref.name} but does not declare it. "
+                    f"Add `env: [{ref.name}]` at the top level of the recipe (only declared variables are expanded, "
+                    "so a shared recipe cannot copy other parts of your environment into run folders)."
+                )
+        return text
+
+    _walk(raw, "", check)
+
+
+def _interpolate(raw: dict, path: Path, hint: str | None) -> dict:
+    """`raw` with its (checked, declared) references replaced by the environment's values."""
+
+    def expand(text: str, where: str) -> str:
+        def unset(name: str) -> RecipeError:
+            extra = f" {hint}" if hint else ""
+            return RecipeError(
+                f"{path}: {where}: environment variable {name} is not set. Export it (e.g. `export {name}=/path/to/data`), "
+                f"give a default in the recipe as ${{{name}:-value}}, or replace the value with `--set {where}=...`.{extra}"
             )
-        secret = True
-        value = os.environ.get(name)
-        if value:
-            return value
-        if default is not None:
-            return expand(default)  # defaults may nest: ${A:-${B:-x}}; only expanded when needed
-        extra = f" {hint}" if hint else ""
-        raise RecipeError(
-            f"{path}: {where}: environment variable {name} is not set. Export it (e.g. `export {name}=/path/to/data`), "
-            f"give a default in the recipe as ${{{name}:-value}}, or replace the value with "
-            f"`--set {where}=...`.{extra}"
-        )
 
-    def expand(text: str) -> str:
-        out, i = [], 0
-        while (j := text.find("${", i)) >= 0:
-            out.append(text[i:j])
-            m = _NAME.match(text, j + 2)
-            if not m:
-                raise RecipeError(f"{path}: {where}: bad variable reference in {node!r}: expected ${{NAME}} or ${{NAME:-default}}.")
-            i, default = m.end(), None
-            if text.startswith(":-", i):
-                depth, k = 0, i + 2
-                while k < len(text) and not (text[k] == "}" and depth == 0):
-                    depth += text.startswith("${", k)
-                    depth -= text[k] == "}"
-                    k += 1
-                default, i = text[i + 2 : k], k
-            if i >= len(text) or text[i] != "}":
-                raise RecipeError(f"{path}: {where}: unterminated variable reference in {node!r}: a `${{` lacks its `}}`.")
-            out.append(lookup(m.group(), default))
-            i += 1
-        return "".join(out) + text[i:]
+        return envvars.expand(text, unset)
 
-    value = expand(node)
-    if not secret:  # only ${RECIPE_DIR}: record the value, so the run's own recipe.yaml still works
-        return value
-    result = _Expanded(value)
-    result.raw = node.replace("${RECIPE_DIR}", str(path.resolve().parent))
-    return result
+    return _walk(raw, "", expand)
 
 
 # ------------------------------------------------------------------------------------ validation
 
 
 class _Validator:
-    def __init__(self, path: Path, registry):
+    """Checks a recipe (or one component spec) against the declared params and fills in defaults.
+    Before interpolation (`expanded=False`) a string holding `${` is checked for its type only; its
+    choices and ranges are checked once `Recipe.data` has expanded it."""
+
+    def __init__(self, path: Path, registry, expanded: bool = True):
         self.path = path
         self.registry = registry
+        self.expanded = expanded
 
     def error(self, where: str, message: str) -> RecipeError:
         return RecipeError(f"{self.path}: {where}: {message}")
@@ -439,6 +479,8 @@ class _Validator:
             return None if value is None and not p.required else self.component(p.type.kind, value, key)
         if not matches(value, p.type):
             raise self.error(key, f"expected {type_name(p.type)}, got {value!r} ({type(value).__name__}). {p.doc}".rstrip(". ") + ".")
+        if not self.expanded and isinstance(value, str) and "${" in value:
+            return value
         problem = p.problem(value)
         if problem:
             raise self.error(key, f"{problem}. {p.doc}".rstrip(". ") + ".")
@@ -452,10 +494,9 @@ class _Validator:
         if "use" not in spec:
             raise self.error(f"{where}.use", f"missing required key: which {kind} to use. `empose list-plugins --kind {kind}` lists them.")
         try:
-            cls = self.registry.load(kind, spec["use"], where=f"{self.path}: {where}.use")
+            params = self.registry.params(kind, spec["use"], where=f"{self.path}: {where}.use") + ENGINE_KEYS.get(kind, ())
         except PluginError as exc:
             raise RecipeError(str(exc)) from None
-        params = tuple(cls.params) + ENGINE_KEYS.get(kind, ())
         self.no_unknown(spec, ["use", *(p.name for p in params)], where, f"{kind} '{spec['use']}'")
         out = {"use": spec["use"]}
         for p in params:

@@ -13,9 +13,8 @@ import csv
 from pathlib import Path
 
 import numpy as np
-from scipy.spatial.transform import Rotation
-
 import torch
+from scipy.spatial.transform import Rotation
 
 from empose_framework.interfaces import BodyPose
 from empose_framework.plugins import get_registry

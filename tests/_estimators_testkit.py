@@ -8,7 +8,7 @@ embedded SMPL-H-compatible body when it is installed, `TinyBody` otherwise.
 
 from __future__ import annotations
 
-import re
+import json
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +20,7 @@ from empose_framework.interfaces import BodyModel, BodyOutput, BodyPose, SensorF
 EM12 = ("back", "head", "r_forearm", "r_upper_arm", "r_shoulder", "r_thigh",
         "r_shank", "l_forearm", "l_upper_arm", "l_shoulder", "l_thigh", "l_shank")  # fmt: skip
 EM6 = tuple(EM12[i] for i in (0, 1, 2, 6, 7, 11))
-REFERENCE = Path(__file__).resolve().parents[2] / "shared/reference/original-state-dicts.md"
+STATE_DICTS = Path(__file__).resolve().parent / "data" / "original_state_dicts.json"
 
 
 def _broadcast(x: torch.Tensor, lead: tuple, n_trailing: int) -> torch.Tensor:
@@ -117,7 +117,7 @@ def random_sensors(body, names, b=2, t=5, seed=0, offsets=True):
     return SensorFrames(pos.detach(), ori.detach(), valid, tuple(names)), off, pose
 
 
-# ---------------------------------------------------------------------- the reference's tables
+# ---------------------------------------------------------------------- the released models' layouts
 
 
 def parse_flags(text: str) -> dict:
@@ -140,29 +140,18 @@ def parse_flags(text: str) -> dict:
     return out
 
 
-def parse_reference_tables(path: Path = REFERENCE) -> dict:
-    """Model name -> {"flags": dict, "count": int (without the body model), "keys": {key: (shape, dtype)}}."""
-    models, current = {}, None
-    for line in path.read_text().splitlines():
-        if line.startswith("## "):
-            current = {"flags": None, "count": None, "keys": {}}
-            models[line[3:].strip()] = current
-        elif current is None:
-            continue
-        elif line.startswith("Flags: `"):
-            current["flags"] = parse_flags(line.split("`")[1])
-        elif "without the 169 BodyModel parameters" in line:
-            current["count"] = int(re.search(r"parameters: ([\d,]+)", line).group(1).replace(",", ""))
-        else:
-            m = re.match(r"\| `([^`]+)` \| \(([\d, ]*)\) \| (\w+) \|", line)
-            if m:
-                shape = tuple(int(s) for s in m.group(2).replace(" ", "").split(",") if s)
-                current["keys"][m.group(1)] = (shape, m.group(3))
-    return {k: v for k, v in models.items() if v["flags"] is not None}
+def released_state_dicts(path: Path = STATE_DICTS) -> dict:
+    """Paper model name -> {"flags": dict, "count": int (without the body model), "keys": {key: (shape, dtype)}}:
+    the released models' `model_state_dict` layouts (tests/data/make_state_dicts.py wrote the file; keys in
+    the original's order), independent of empose's code."""
+    models = json.loads(path.read_text())["models"]
+    return {name: {"flags": parse_flags(m["flags"]), "count": m["count"],
+                   "keys": {key: (tuple(shape), dtype) for key, shape, dtype in m["keys"]}}
+            for name, m in models.items()}  # fmt: skip
 
 
 def original_layout_state_dict(table: dict, seed: int = 0) -> dict:
-    """Random tensors with exactly the reference's keys, shapes and dtypes (body-model entries tiny:
+    """Random tensors with exactly the released keys, shapes and dtypes (body-model entries tiny:
     the converter drops them)."""
     g = torch.Generator().manual_seed(seed)
     dtypes = {"float32": torch.float32, "int64": torch.int64, "int32": torch.int32}
@@ -180,7 +169,7 @@ def original_layout_state_dict(table: dict, seed: int = 0) -> dict:
 
 
 def numpy_sum_of_norms(pred, target, seq_len, mask=None):
-    """Independent numpy version of the original's reconstruction loss (reference §8.1)."""
+    """Independent numpy version of the original's reconstruction loss (docs/method.md §8.1)."""
     pred, target = np.asarray(pred, np.float64), np.asarray(target, np.float64)
     per = np.sqrt(((pred - target) ** 2).sum(-1)).sum(-1)  # (B, T)
     total = 0.0

@@ -22,7 +22,7 @@ class FakeBody(BodyModel):
 
     params = (Param("n_betas", int, 10, "shape components"),)
 
-    def __init__(self, n_betas=10):
+    def __init__(self, *, n_betas):
         self.n_betas, self.n_pose_joints = n_betas, 22
 
     def forward(self, pose, vertices=True):
@@ -44,7 +44,7 @@ class FakeSource(SensorSource):
         Param("path", str, doc="where the data lives"),
     )
 
-    def __init__(self, motions=None, sensors="em12", path="", *, body_model=None):
+    def __init__(self, *, motions, sensors, path, body_model=None):
         self.motions, self.sensors, self.path, self.body_model = motions, sensors, path, body_model
 
     def windows(self, batch_size, window, *, train, seed, device="cpu"):
@@ -64,7 +64,7 @@ class FakeEstimator(Estimator):
         Param("mode", str, "fast", "a choice", choices=("fast", "exact")),
     )
 
-    def __init__(self, hidden=512, step_size=0.1, rnn_init=True, mode="fast", *, body_model=None, sensor_names=()):
+    def __init__(self, *, hidden, step_size, rnn_init, mode, body_model=None, sensor_names=()):
         super().__init__()
         self.hidden = hidden
 

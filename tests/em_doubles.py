@@ -2,7 +2,7 @@
 source, an independent numpy/scipy computation of virtual sensors (§4), and a writer of EM-POSE
 recording files in the exact §5.2/§5.3 layout.
 
-The tiny body has the 22 SMPL body joints (names/parents of reference §2.2), 11 hexagonal-prism
+The tiny body has the 22 SMPL body joints (names/parents of docs/method.md §2.2), 11 hexagonal-prism
 segments (154 vertices) skinned with linear blend skinning (blended rings near the joints), a linear
 shape space of K=3 betas, and the 12 EM-POSE sites plus a 'chest' site.
 """
@@ -15,8 +15,9 @@ import numpy as np
 import torch
 from scipy.spatial.transform import Rotation
 
-from empose_framework.geometry import aa_to_rotmat, local_to_global
+from empose_framework.geometry import aa_to_rotmat
 from empose_framework.interfaces import BodyModel, BodyOutput, BodyPose, Motion, MotionSource, SensorOffsets
+from empose_framework.kinematics import chain
 
 JOINTS = [
     ("pelvis", -1, (0.0, 0.0, 0.0)), ("l_hip", 0, (0.1, -0.08, 0.0)), ("r_hip", 0, (-0.1, -0.08, 0.0)),
@@ -124,7 +125,7 @@ class TinyBody(BodyModel):
         theta = pose.pose
         lead = theta.shape[:-2]
         betas = _expand(pose.betas, len(lead), 1).expand(*lead, -1)
-        rot = local_to_global(aa_to_rotmat(theta), self.parents)  # (..., J, 3, 3)
+        rot = chain(aa_to_rotmat(theta), self.parents)  # (..., J, 3, 3)
         jr = self.j_rest + torch.einsum("jck,...k->...jc", self.jdirs, betas)
         pos = [None] * len(self.parents)
         for j, p in enumerate(self.parents):

@@ -8,11 +8,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from engine_doubles import install_registry  # noqa: E402
-
 from empose_framework.engine import run  # noqa: E402
 from empose_framework.engine import train as train_module  # noqa: E402
 from empose_framework.recipes import load_recipe  # noqa: E402
+from engine_doubles import install_registry  # noqa: E402
 
 recipe_path, out = Path(sys.argv[1]), Path(sys.argv[2])
 registry = install_registry()

@@ -19,7 +19,7 @@ class SineMotions(MotionSource):
 
     params = (Param("n", int, 8, "motions"), Param("frames", int, 120, "frames each"), Param("seed", int, 0, "seed"))
 
-    def __init__(self, n=8, frames=120, seed=0, *, body_model):
+    def __init__(self, *, n, frames, seed, body_model):
         rng = np.random.default_rng(seed)
         t = np.arange(frames) / 60.0
         j = body_model.n_pose_joints
@@ -66,7 +66,8 @@ TINY = {
     },
     "estimator": {"use": "lgd", "hidden": 32, "blocks": 1, "iterations": 1, "use_gradient": True, "average_shape": True,
                   "rnn_init": True, "rnn_hidden": 32, "rnn_layers": 1, "hidden_dropout": 0.1},
-    "losses": [{"use": "pose", "weight": 10}, {"use": "shape"}, {"use": "sensor_reconstruction", "weight": 0.01}, {"use": "fk", "weight": 0.1}],
+    "losses": [{"use": "pose", "weight": 10}, {"use": "shape"}, {"use": "sensor_reconstruction", "weight": 0.01},
+               {"use": "fk", "weight": 0.1}],
     "metrics": ["mpjpe", "pa_mpjpe", "mpjae"],
     "train": {"batch_size": 4, "window": 24, "epochs": 3, "lr": 1.0e-3, "eval_every": 4, "log_every": 1, "num_threads": 1},
     "evaluate": {"chunk": 64},

@@ -349,8 +349,9 @@ def test_overwritten_samples_are_detected_and_a_rerun_repairs_them(tmp_path):
 
 
 def test_failed_strict_preprocess_leaves_no_empty_database(tmp_path):
-    from empose_motion.preprocess import run_preprocess
     from rich.console import Console
+
+    from empose_motion.preprocess import run_preprocess
 
     src = tmp_path / "amass" / "CMU" / "01"
     src.mkdir(parents=True)

@@ -227,7 +227,7 @@ def test_betas_per_sequence_equal_betas_per_frame(body):
     torch.testing.assert_close(a, b)
     out = body.forward(BodyPose(pose, betas), vertices=False)
     assert out.joints.shape == (2, 3, 52, 3) and out.vertices is None
-    # fewer betas than the model uses are zero-padded, more are cut (reference §3.1)
+    # fewer betas than the model uses are zero-padded, more are cut (docs/method.md §3.1)
     c = body.forward(BodyPose(pose, torch.cat([betas, torch.zeros(2, 6)], 1)), vertices=False)
     d = body.forward(BodyPose(pose, torch.cat([betas, torch.zeros(2, 6), torch.ones(2, 4)], 1)), vertices=False)
     torch.testing.assert_close(out.joints, c.joints)

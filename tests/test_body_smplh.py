@@ -63,7 +63,7 @@ def model(layout_file):
 
 
 def numpy_fk(a, pose, betas, trans, n_betas=10):
-    """SMPL-H forward kinematics in float64 numpy with explicit 4x4 chains (reference §3.1)."""
+    """SMPL-H forward kinematics in float64 numpy with explicit 4x4 chains (docs/method.md §3.1)."""
     parents = list(PARENTS)
     full = np.zeros((NJ, 3))
     full[: len(pose)] = pose
@@ -86,7 +86,7 @@ def numpy_fk(a, pose, betas, trans, n_betas=10):
 
 
 def numpy_frames(verts, faces, vertex_ids):
-    """Sensor frames per reference §4 from full-mesh vertex normals."""
+    """Sensor frames per docs/method.md §4 from full-mesh vertex normals."""
     fn = np.cross(verts[faces[:, 1]] - verts[faces[:, 0]], verts[faces[:, 2]] - verts[faces[:, 0]])
     vn = np.zeros_like(verts)
     np.add.at(vn, faces[:, 0], fn)

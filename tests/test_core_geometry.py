@@ -35,14 +35,6 @@ def test_geodesic_angle_is_the_relative_rotation_angle():
     assert abs(g.geodesic_angle(torch.eye(3, dtype=torch.float64)[None], flip).item() - np.pi) < 1e-9
 
 
-def test_local_to_global_matches_a_direct_chain_product():
-    parents = [-1, 0, 1, 0, 3]
-    local = Rotation.from_rotvec(rotvecs(5)).as_matrix()
-    out = g.local_to_global(torch.tensor(local), parents).numpy()
-    np.testing.assert_allclose(out[2], local[0] @ local[1] @ local[2], atol=1e-12)
-    np.testing.assert_allclose(out[4], local[0] @ local[3] @ local[4], atol=1e-12)
-
-
 def test_procrustes_recovers_a_known_similarity():
     x = RNG.normal(size=(4, 22, 3))
     rot = Rotation.random(4, random_state=1).as_matrix()

@@ -103,7 +103,10 @@ def test_env_interpolation(tmp_path, monkeypatch):
     assert r["data"]["train"]["path"] == "/mnt/x/train"
     assert r["data"]["train"]["motions"]["path"] == "/fallback/m"
     monkeypatch.delenv("EMPOSE_TEST_ROOT")
-    msg = error(tmp_path, text)
+    recipe = load(write(tmp_path, text))  # validating reads no variable; building the run does
+    with pytest.raises(RecipeError) as exc:
+        _ = recipe.data
+    msg = str(exc.value)
     assert "r.yaml: data.train.path: environment variable EMPOSE_TEST_ROOT is not set." in msg
     assert "--set data.train.path=..." in msg
 
@@ -208,11 +211,150 @@ def test_every_shipped_recipe_validates(monkeypatch):
 def test_path_params_expand_environment_variables(monkeypatch):
     from pathlib import Path
 
-    from empose_framework.params import expand_env_path
+    from empose_framework.envvars import expand_env_path
 
     monkeypatch.setenv("EMPOSE_TEST_ROOT", "/data")
     monkeypatch.delenv("EMPOSE_TEST_UNSET", raising=False)
-    assert expand_env_path("${EMPOSE_TEST_ROOT}/a/$EMPOSE_TEST_ROOT", KeyError) == (Path("/data/a/data"), ["EMPOSE_TEST_ROOT"] * 2)
+    # one syntax with recipes: ${VAR} and ${VAR:-default}; a `$` without `{` is an ordinary character
+    assert expand_env_path("${EMPOSE_TEST_ROOT}/a/$EMPOSE_TEST_ROOT", KeyError) == (Path("/data/a/$EMPOSE_TEST_ROOT"), ["EMPOSE_TEST_ROOT"])
+    assert expand_env_path("${EMPOSE_TEST_UNSET:-/d}/${EMPOSE_TEST_ROOT}", KeyError)[0] == Path("/d/data")
     assert expand_env_path("~/x", KeyError)[0] == Path.home() / "x"
     with pytest.raises(RecipeError, match="EMPOSE_TEST_UNSET is unset"):
         expand_env_path("${EMPOSE_TEST_UNSET}/a", lambda name: RecipeError(f"{name} is unset"))
+
+
+# ------------------------------------------------------------------ validation before the environment
+
+PAPER_VARIABLES = ("SMPL_MODELS", "EM_DATA_SYNTH", "EM_DATA_REAL")
+
+
+def test_paper_recipe_validates_without_its_data(monkeypatch, tmp_path):
+    from pathlib import Path
+
+    for var in PAPER_VARIABLES:
+        monkeypatch.delenv(var, raising=False)
+    path = Path(__file__).resolve().parents[1] / "recipes" / "lgd_rnn_6.yaml"
+    r = load_recipe(path, [])  # the installed plugins; no variable is set
+    assert r.recorded["body_model"]["path"] == "${SMPL_MODELS}/smplh_amass/neutral/model.npz"
+    assert r.recorded["estimator"]["hidden"] == 512 and r.recorded["train"]["lr"] == 5e-4
+    assert r.variables() == {v: True for v in ("SMPL_MODELS", "EM_DATA_REAL", "EM_DATA_SYNTH")}
+    with pytest.raises(RecipeError, match="body_model.path: environment variable SMPL_MODELS is not set"):
+        _ = r.data  # building the run reads them
+    done = run_empose("validate", path, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "${EM_DATA_REAL}" in done.stdout and "valid" in done.stderr
+    assert "SMPL_MODELS (not set)" in done.stderr and "EM_DATA_SYNTH (not set)" in done.stderr
+    done = run_empose("validate", path, cwd=tmp_path, env={"SMPL_MODELS": "/secret/models"})
+    assert "SMPL_MODELS (set)" in done.stderr and "/secret/models" not in done.stdout + done.stderr
+
+
+def test_structure_is_checked_before_any_variable(tmp_path, monkeypatch):
+    monkeypatch.delenv("EMPOSE_TEST_UNSET", raising=False)
+    text = DECLARE + GOOD.replace("/data/train", "'${EMPOSE_TEST_UNSET}/train'")
+    msg = error(tmp_path, text.replace("batch_size: 4", "batchsize: 4"))
+    assert "train.batchsize: unknown key" in msg and "not set" not in msg
+    # an undeclared or malformed reference is found without reading the environment
+    msg = error(tmp_path, GOOD.replace("/data/train", "'${EMPOSE_TEST_UNSET}/train'"))
+    assert "data.train.path: the recipe reads the environment variable EMPOSE_TEST_UNSET but does not declare it" in msg
+    msg = error(tmp_path, DECLARE + GOOD.replace("/data/train", "'${EMPOSE_TEST_UNSET:-${EMPOSE_OTHER}}'"))
+    assert "does not declare it" in msg and "EMPOSE_OTHER" in msg
+    assert "bad variable reference" in error(tmp_path, GOOD.replace("/data/train", "'${1X}'"))
+
+
+def test_values_from_variables_are_checked_once_expanded(tmp_path, monkeypatch):
+    text = DECLARE + GOOD.replace("task: train", "task: train\ndevice: '${EMPOSE_TEST_ROOT:-cpu}'")
+    monkeypatch.delenv("EMPOSE_TEST_ROOT", raising=False)
+    r = load(write(tmp_path, text))
+    assert r.recorded["device"] == "${EMPOSE_TEST_ROOT:-cpu}" and r.data["device"] == "cpu"
+    monkeypatch.setenv("EMPOSE_TEST_ROOT", "gpu7")
+    with pytest.raises(RecipeError, match="r.yaml: device: expected auto, cpu, cuda, cuda:N or mps, got 'gpu7'"):
+        _ = load(write(tmp_path, text)).data
+
+
+def test_set_values_declare_their_variables_for_the_run_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("EMPOSE_TEST_ROOT", "/mnt")
+    r = load(write(tmp_path, GOOD), "data.train.path=${EMPOSE_TEST_ROOT}/t")
+    assert r.recorded["env"] == ["EMPOSE_TEST_ROOT"] and r.recorded["data"]["train"]["path"] == "${EMPOSE_TEST_ROOT}/t"
+    assert r.data["data"]["train"]["path"] == "/mnt/t"
+    again = write(tmp_path, r.dump(recorded=True), "recorded.yaml")  # the run folder's recipe.yaml loads as it is
+    assert load(again).data["data"]["train"]["path"] == "/mnt/t"
+
+
+# ------------------------------------------------------------------ component specs merge by meaning
+
+
+def _quickstart():
+    from pathlib import Path
+
+    return Path(__file__).resolve().parents[1] / "recipes" / "quickstart.yaml"
+
+
+def _defaults(kind, name):
+    from empose_framework.plugins import get_registry
+
+    return {p.name: p.default for p in get_registry().params(kind, name)}
+
+
+def test_changing_use_replaces_the_component_parameters(tmp_path):
+    child = write(tmp_path, f"extends: {_quickstart()}\nestimator: {{use: rnn, bidirectional: true}}\n")
+    rnn = {"use": "rnn", **_defaults("estimator", "rnn"), "bidirectional": True}
+    assert load_recipe(child, []).recorded["estimator"] == rnn  # no `blocks` or `rnn_init` of lgd
+    by_set = load_recipe(_quickstart(), ["estimator.use=rnn", "estimator.bidirectional=true"]).recorded
+    assert by_set["estimator"] == rnn
+    # the --set order does not matter: a changed `use` comes first
+    assert load_recipe(_quickstart(), ["estimator.bidirectional=true", "estimator.use=rnn"]).recorded["estimator"] == rnn
+    # the same `use` still merges, nested specs too
+    same = load_recipe(_quickstart(), ["estimator.use=lgd", "data.train.motions.use=embedded"]).recorded
+    assert same["estimator"]["hidden"] == 256 and same["data"]["train"]["motions"]["count"] == 256
+    swapped = load_recipe(_quickstart(), ["data.test.cmu.motions.use=embedded"]).recorded["data"]["test"]["cmu"]
+    assert swapped["motions"] == {"use": "embedded", **_defaults("motion_source", "embedded")}
+
+
+def test_evaluate_use_is_a_setting_not_a_component(tmp_path):
+    write(tmp_path, GOOD + "evaluate: {chunk: 32, checkpoint: a.pt}\n", "base.yaml")
+    child = write(tmp_path, "extends: base.yaml\nevaluate: {use: last}\n", "child.yaml")
+    assert load(child).recorded["evaluate"] == {"checkpoint": "a.pt", "chunk": 32, "use": "last", "render": 0}
+    r = load(tmp_path / "base.yaml", "evaluate.use=last").recorded
+    assert r["evaluate"]["chunk"] == 32 and r["evaluate"]["checkpoint"] == "a.pt"
+
+
+# ------------------------------------------------------------------ settings owned by the model
+
+#: the evaluation chunk each shipped recipe used before `evaluate.chunk: auto` (each set it explicitly)
+CHUNK_BEFORE = {"quickstart": 256, "pretrained": None, "resnet_6": None, "resnet_12": None, "birnn_6": None,
+                "birnn_12": None, "lgd_6": 256, "lgd_12": 256, "lgd_rnn_6": 256, "lgd_rnn_12": 256,
+                "cmu_lgd_rnn_6": 256, "cmu_lgd_rnn_12": 256, "cmu_birnn_6": None, "cmu_resnet_6": None}  # fmt: skip
+
+
+def test_evaluation_chunk_comes_from_the_estimator_unless_the_recipe_sets_it(monkeypatch):
+    from empose_framework.engine.schema import EvaluateSettings
+    from empose_framework.plugins import get_registry
+
+    registry = get_registry()
+    estimator_of = {"pretrained": "lgd"}  # pretrained.yaml: its checkpoint, pretrained:cmu_lgd_rnn_6, is an LGD
+    for name, before in CHUNK_BEFORE.items():
+        r = load_recipe(_quickstart().parent / f"{name}.yaml", [])
+        cls = registry.load("estimator", estimator_of.get(name) or r.recorded["estimator"]["use"])
+        assert EvaluateSettings(**r.recorded["evaluate"]).chunk_for(cls) == before, name
+    swapped = load_recipe(_quickstart(), ["estimator.use=rnn", "estimator.bidirectional=true"]).recorded
+    assert EvaluateSettings(**swapped["evaluate"]).chunk_for(registry.load("estimator", "rnn")) is None
+    fixed = load_recipe(_quickstart(), ["estimator.use=rnn", "evaluate.chunk=100"]).recorded
+    assert EvaluateSettings(**fixed["evaluate"]).chunk_for(registry.load("estimator", "rnn")) == 100
+    with pytest.raises(RecipeError, match="evaluate.chunk: expected a number of frames, null or auto, got 'whole'"):
+        load_recipe(_quickstart(), ["evaluate.chunk=whole"])
+
+
+def test_run_settings_are_typed_and_match_the_recipe(tmp_path):
+    import dataclasses
+
+    from empose_framework.engine.schema import EVALUATE_PARAMS, TRAIN_PARAMS, RunSettings, TrainSettings
+
+    r = load(write(tmp_path, GOOD))
+    s = RunSettings.of(r)
+    assert s.train.lr == 5.0e-4 and s.train.batch_size == 4 and s.train.window == 32 and s.seed == 0
+    assert s.data.train["path"] == "/data/train" and s.data.valid is None and s.data.test == {}
+    assert s.evaluate.chunk == "auto" and s.recorded is r.recorded
+    assert [f.name for f in dataclasses.fields(TrainSettings)] == [p.name for p in TRAIN_PARAMS] == list(r.recorded["train"])
+    assert [p.name for p in EVALUATE_PARAMS] == list(r.recorded["evaluate"])
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        s.train.lr = 1.0

@@ -6,6 +6,7 @@ checkout and pip-installed into the venv, so the entry points `empose list-plugi
 pip wrote there.
 """
 
+import json
 import shutil
 import site
 import subprocess
@@ -44,9 +45,21 @@ def venv(tmp_path_factory):
 
 def test_installed_plugin_is_listed(venv):
     r = sh(venv / "bin" / "empose", "list-plugins", "--kind", "estimator", env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"})
-    line = next(l for l in r.stdout.splitlines() if "sensor_mlp" in l)
+    line = next(row for row in r.stdout.splitlines() if "sensor_mlp" in row)
     assert "empose-plugin-example 0.1.0" in line
     assert "Frame-wise MLP from sensor readings to pose (example plugin)" in line
+
+
+def test_plugin_name_and_hooks_are_listed_and_disable_by_that_name(venv):
+    env = {"COLUMNS": "200", "PATH": "/usr/bin:/bin"}
+    r = sh(venv / "bin" / "empose", "list-plugins", "--json", env=env)
+    plugins = {p["name"]: p for p in json.loads(r.stdout)["plugins"]}
+    assert plugins["example"] == {"name": "example", "distribution": "empose-plugin-example", "version": "0.1.0",
+                                  "hooks": ["register_estimators"], "status": "loaded"}
+    r = sh(venv / "bin" / "empose", "-p", "no:example", "list-plugins", "--kind", "estimator", env=env)
+    assert "sensor_mlp" not in r.stdout
+    typo = subprocess.run([venv / "bin" / "empose", "-p", "no:exmaple", "list-plugins"], capture_output=True, text=True, env=env)
+    assert typo.returncode == 2 and "cannot disable 'exmaple'" in typo.stderr and "Did you mean 'example'" in typo.stderr
 
 
 def test_recipe_naming_the_plugin_validates(venv, tmp_path):

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from em_doubles import ListMotions, normalise_reference, random_motion, random_offsets, reference_sensors, write_offsets
-from empose_framework.interfaces import BodyPose
 from empose_em.sensor_sets import EM12
 from empose_em.virtual import VirtualEM
+from empose_framework.interfaces import BodyPose
 
 model = pytest.importorskip("empose_smplh.model", reason="the empose_smplh plugin (embedded body) is not installed")
 
@@ -31,7 +31,7 @@ def test_sparse_synthesis_matches_full_mesh_reference(body, motions, tmp_path):
     rng = np.random.default_rng(2)
     means, covs, r = random_offsets(rng)
     write_offsets(tmp_path / "S1_offsets.npz", means, covs, r)
-    src = VirtualEM(motions, offsets=str(tmp_path), body_model=body)
+    src = VirtualEM(motions=motions, offsets=str(tmp_path), body_model=body)
     for b, motion in zip(src.sequences(), motions.motions):
         pose = normalise_reference(motion.pose)
         full = body.forward(BodyPose(torch.as_tensor(pose, dtype=torch.float32), torch.as_tensor(motion.betas)))
@@ -41,7 +41,7 @@ def test_sparse_synthesis_matches_full_mesh_reference(body, motions, tmp_path):
 
 
 def test_per_frame_offset_draws_on_the_real_model(body, motions):
-    src = VirtualEM(motions, sensors="em6", offset_noise=1, body_model=body)
+    src = VirtualEM(motions=motions, sensors="em6", offset_noise=1, body_model=body)
     b = next(src.windows(2, 8, train=True, seed=3))
     p, rot = body.sensor_frames(b.target, b.sensors.names)
     t = (rot.transpose(-1, -2) @ (b.sensors.pos - p)[..., None])[..., 0]

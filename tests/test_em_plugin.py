@@ -5,17 +5,16 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from em_doubles import TinyBody, random_offsets, write_offsets
-from empose_framework.errors import EmposeError, PluginError
-from empose_framework.plugins import Registry
 from empose_em.recordings import EMPoseRecordings
 from empose_em.virtual import VirtualEM
+from empose_framework.errors import EmposeError, PluginError
+from empose_framework.plugins import Registry
 
 
 def test_plugin_module_does_not_import_torch():

@@ -11,14 +11,21 @@ import torch
 from scipy.spatial.transform import Rotation
 
 from em_doubles import (
-    ListMotions, TinyBody, normalise_reference, random_motion, random_offsets, reference_sensors, reference_skin,
-    write_offsets, write_recording,
+    ListMotions,
+    TinyBody,
+    normalise_reference,
+    random_motion,
+    random_offsets,
+    reference_sensors,
+    reference_skin,
+    write_offsets,
+    write_recording,
 )  # fmt: skip
-from empose_framework.errors import DataError, EmposeError
-from empose_framework.interfaces import BodyPose, SensorOffsets
 from empose_em.recordings import EMPoseRecordings
 from empose_em.sensor_sets import EM6, EM12
 from empose_em.virtual import VirtualEM
+from empose_framework.errors import DataError, EmposeError
+from empose_framework.interfaces import BodyPose, SensorOffsets
 
 # (folder, subject, task, frames); file names sort as 0402_arms < 0402_walking < 0526_sitting
 SEQUENCES = [("", "0526", "sitting", 30), ("", "0402", "walking", 45), ("", "0402", "arms", 37),
@@ -63,22 +70,22 @@ def _copy(dataset, tmp_path):
 
 def test_layout_sorting_subjects_and_hold_out(body, dataset):
     root, _ = dataset
-    src = EMPoseRecordings(str(root), body_model=body)
+    src = EMPoseRecordings(path=str(root), body_model=body)
     ids = [b.ids[0] for b in src.sequences()]
     assert ids == ["0402_arms_M", "0402_walking_M", "0526_sitting_M"]  # sorted file names, no hold-out
-    assert [b.ids[0] for b in EMPoseRecordings(str(root), subjects=["0526"], body_model=body).sequences()] == ["0526_sitting_M"]
+    assert [b.ids[0] for b in EMPoseRecordings(path=str(root), subjects=["0526"], body_model=body).sequences()] == ["0526_sitting_M"]
     # YAML reads an unquoted 0402 as a number (PyYAML even as octal 258): both spellings find '0402'
     for value in (402, 258):
-        assert len(EMPoseRecordings(str(root), subjects=[value], body_model=body)) == 2
+        assert len(EMPoseRecordings(path=str(root), subjects=[value], body_model=body)) == 2
     with pytest.raises(DataError, match="subject '9999' not found; the data holds subjects 0402, 0526"):
-        EMPoseRecordings(str(root), subjects=["9999"], body_model=body)
-    held = EMPoseRecordings(str(root), hold_out=True, body_model=body)
+        EMPoseRecordings(path=str(root), subjects=["9999"], body_model=body)
+    held = EMPoseRecordings(path=str(root), hold_out=True, body_model=body)
     assert [b.ids[0] for b in held.sequences()] == ["0715_lunges_M"]
 
 
 def test_consistent_normalisation_puts_sensors_on_the_normalised_body(body, dataset):
     root, truth = dataset
-    src = EMPoseRecordings(str(root), normalisation="consistent", body_model=body)
+    src = EMPoseRecordings(path=str(root), normalisation="consistent", body_model=body)
     for b in src.sequences():
         g = truth[b.ids[0]]
         pose = normalise_reference(g["pose"])
@@ -95,7 +102,7 @@ def test_consistent_normalisation_puts_sensors_on_the_normalised_body(body, data
 
 def test_original_normalisation_formula(body, dataset):
     root, truth = dataset
-    src = EMPoseRecordings(str(root), body_model=body)
+    src = EMPoseRecordings(path=str(root), body_model=body)
     for b in src.sequences():
         g = truth[b.ids[0]]
         r0t = Rotation.from_rotvec(g["pose"][0, 0]).as_matrix().T
@@ -111,7 +118,7 @@ def test_original_normalisation_formula(body, dataset):
 
 def test_masks_and_six_sensor_frame_exclusion(body, dataset):
     root, truth = dataset
-    src = EMPoseRecordings(str(root), sensors="em6", body_model=body)
+    src = EMPoseRecordings(path=str(root), sensors="em6", body_model=body)
     idx = [EM12.index(n) for n in EM6]
     for b in src.sequences():
         m = truth[b.ids[0]]["masks"]
@@ -126,7 +133,7 @@ def test_masks_and_six_sensor_frame_exclusion(body, dataset):
 
 def test_windows_middle_crop_normalised_on_its_first_frame(body, dataset):
     root, truth = dataset
-    src = EMPoseRecordings(str(root), body_model=body)
+    src = EMPoseRecordings(path=str(root), body_model=body)
     w = 16
     batches = list(src.windows(2, w, train=False, seed=0))
     again = list(src.windows(2, w, train=False, seed=9))
@@ -149,7 +156,7 @@ def test_virtual_em_reads_the_per_subject_offsets_files(body, dataset):
     root, truth = dataset
     rng = np.random.default_rng(0)
     motions = ListMotions([random_motion(rng, 10, n_betas=10)])
-    src = VirtualEM(motions, offsets=str(root), body_model=body)
+    src = VirtualEM(motions=motions, offsets=str(root), body_model=body)
     assert src.offsets.subjects == ("0402", "0526")  # top-level files only: hold_out/0715 is not read
     np.testing.assert_allclose(src.offsets.means[0], truth["0402_arms_M"]["means"])  # written last for 0402
     np.testing.assert_allclose(src.offsets.means[1], truth["0526_sitting_M"]["means"])
@@ -166,11 +173,11 @@ def test_missing_root_and_env(body, dataset, tmp_path, monkeypatch):
     assert len(EMPoseRecordings(body_model=body)) == 3
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="no \\*_clean.npz sequence files in"):
-        EMPoseRecordings(str(tmp_path / "empty"), body_model=body)
+        EMPoseRecordings(path=str(tmp_path / "empty"), body_model=body)
     with pytest.raises(DataError, match="hold_out does not exist"):
-        EMPoseRecordings(str(tmp_path / "empty"), hold_out=True, body_model=body)
+        EMPoseRecordings(path=str(tmp_path / "empty"), hold_out=True, body_model=body)
     with pytest.raises(EmposeError, match="sensor sites \\['nose'\\]"):
-        EMPoseRecordings(str(dataset[0]), sensors=["nose"], body_model=body)
+        EMPoseRecordings(path=str(dataset[0]), sensors=["nose"], body_model=body)
 
 
 def _rewrite(path, **changes):
@@ -190,26 +197,26 @@ def test_truncated_and_malformed_files(body, dataset, tmp_path):
     good = f.read_bytes()
     f.write_bytes(good[: len(good) // 2])
     with pytest.raises(DataError, match="0402_walking_M_clean.npz.*truncated or corrupt"):
-        EMPoseRecordings(str(root), body_model=body)
+        EMPoseRecordings(path=str(root), body_model=body)
     f.write_bytes(good)
     _rewrite(f, smpl_trans=None)
     with pytest.raises(DataError, match="0402_walking_M_clean.npz: missing key 'smpl_trans'"):
-        EMPoseRecordings(str(root), body_model=body)
+        EMPoseRecordings(path=str(root), body_model=body)
     f.write_bytes(good)
     with np.load(f) as g:
         poses = g["smpl_poses"]
     _rewrite(f, smpl_poses=poses[:, :63])
     with pytest.raises(DataError, match="key 'smpl_poses' has shape \\(45, 63\\), expected \\(F, 66\\)"):
-        EMPoseRecordings(str(root), body_model=body)
+        EMPoseRecordings(path=str(root), body_model=body)
     f.write_bytes(good)
     with np.load(f) as g:
         masks = g["sensor_masks"]
     _rewrite(f, sensor_masks=masks.astype(np.float32))
     with pytest.raises(DataError, match="'sensor_masks' has dtype float32, expected bool"):
-        EMPoseRecordings(str(root), body_model=body)
+        EMPoseRecordings(path=str(root), body_model=body)
     f.write_bytes(good)
     _rewrite(f, id=np.array("0402_walking_M", dtype=object))  # a pickled id (older numpy writers)
-    assert "0402_walking_M" in [b.ids[0] for b in EMPoseRecordings(str(root), body_model=body).sequences()]
+    assert "0402_walking_M" in [b.ids[0] for b in EMPoseRecordings(path=str(root), body_model=body).sequences()]
 
 
 def test_nonfinite_readings(body, dataset, tmp_path):
@@ -224,9 +231,10 @@ def test_nonfinite_readings(body, dataset, tmp_path):
     pos[5, 2] = np.nan  # NaN where the file marks the sensor missing is not an error
     masks[5, 2] = False
     _rewrite(f, sensor_pos=pos, sensor_masks=masks)
-    with pytest.raises(DataError, match="0526_sitting_M_clean.npz: sequence '0526_sitting_M' has NaN or inf .* frame 12 \\(sensor 4, 'r_shoulder'; 2 readings"):
-        EMPoseRecordings(str(root), body_model=body)
-    src = EMPoseRecordings(str(root), subjects=["0526"], nonfinite="mask", body_model=body)
+    expected = "0526_sitting_M_clean.npz: sequence '0526_sitting_M' has NaN or inf .* frame 12 \\(sensor 4, 'r_shoulder'; 2 readings"
+    with pytest.raises(DataError, match=expected):
+        EMPoseRecordings(path=str(root), body_model=body)
+    src = EMPoseRecordings(path=str(root), subjects=["0526"], nonfinite="mask", body_model=body)
     b = next(src.sequences())
     assert not b.sensors.valid[0, 12, 4] and not b.sensors.valid[0, 20, 7] and not b.sensors.valid[0, 5, 2]
     assert torch.isfinite(b.sensors.pos).all() and torch.isfinite(b.sensors.ori).all()
@@ -234,4 +242,4 @@ def test_nonfinite_readings(body, dataset, tmp_path):
     poses[9, 30] = np.nan
     _rewrite(f, smpl_poses=poses)
     with pytest.raises(DataError, match="sequence '0526_sitting_M' has NaN or inf in the ground truth 'smpl_poses' at frame 9"):
-        EMPoseRecordings(str(root), nonfinite="mask", body_model=body)
+        EMPoseRecordings(path=str(root), nonfinite="mask", body_model=body)

@@ -9,13 +9,19 @@ import torch
 from scipy.spatial.transform import Rotation
 
 from em_doubles import (
-    ListMotions, TinyBody, normalise_reference, random_motion, random_offsets, reference_sensors, reference_skin,
+    ListMotions,
+    TinyBody,
+    normalise_reference,
+    random_motion,
+    random_offsets,
+    reference_sensors,
+    reference_skin,
     write_offsets,
 )  # fmt: skip
-from empose_framework.errors import DataError, EmposeError
-from empose_framework.interfaces import BodyPose
 from empose_em.sensor_sets import EM6, EM12
 from empose_em.virtual import VirtualEM
+from empose_framework.errors import DataError, EmposeError
+from empose_framework.interfaces import BodyPose
 
 LENGTHS = [50, 20, 41, 33, 64]
 W = 32
@@ -58,7 +64,7 @@ def _rotmats(aa):
 
 def test_eval_windows_match_independent_computation(body, motions, offsets_dir):
     root, subjects = offsets_dir
-    src = VirtualEM(motions, sensors="em12", offsets=str(root), body_model=body)
+    src = VirtualEM(motions=motions, sensors="em12", offsets=str(root), body_model=body)
     assert src.offsets.subjects == ("A", "B")  # sorted, hold_out/ not read
     batches = list(src.windows(batch_size=2, window=W, train=False, seed=0))
     assert [len(b.ids) for b in batches] == [2, 2, 1]
@@ -90,7 +96,7 @@ def test_eval_windows_match_independent_computation(body, motions, offsets_dir):
 
 def test_sequences_whole_in_order(body, motions, offsets_dir):
     root, subjects = offsets_dir
-    src = VirtualEM(motions, sensors="em6", offsets=str(root), body_model=body)
+    src = VirtualEM(motions=motions, sensors="em6", offsets=str(root), body_model=body)
     seqs = list(src.sequences())
     assert [b.ids for b in seqs] == [[m.id] for m in motions.motions]
     i = 2
@@ -106,13 +112,13 @@ def test_sequences_whole_in_order(body, motions, offsets_dir):
 
 def test_sensor_sets_and_custom_sites(body, motions, offsets_dir):
     root, _ = offsets_dir
-    b12 = next(VirtualEM(motions, offsets=str(root), body_model=body).windows(5, W, train=False, seed=0))
-    b6 = next(VirtualEM(motions, sensors=6, offsets=str(root), body_model=body).windows(5, W, train=False, seed=0))
+    b12 = next(VirtualEM(motions=motions, offsets=str(root), body_model=body).windows(5, W, train=False, seed=0))
+    b6 = next(VirtualEM(motions=motions, sensors=6, offsets=str(root), body_model=body).windows(5, W, train=False, seed=0))
     sel = b12.sensors.select(EM6)
     torch.testing.assert_close(b6.sensors.pos, sel.pos)
     torch.testing.assert_close(b6.sensors.ori, sel.ori)
     # 'chest' is not one of the 12 measured sites: zero translation, identity rotation
-    bc = next(VirtualEM(motions, sensors=["chest", "head"], offsets=str(root), body_model=body).windows(5, W, train=False, seed=0))
+    bc = next(VirtualEM(motions=motions, sensors=["chest", "head"], offsets=str(root), body_model=body).windows(5, W, train=False, seed=0))
     torch.testing.assert_close(bc.sensors.pos[:, :, 1], b12.sensors.select(["head"]).pos[:, :, 0])
     skin_p, skin_r = body.sensor_frames(bc.target, ["chest"])
     keep = bc.sensors.valid[..., 0]
@@ -122,8 +128,8 @@ def test_sensor_sets_and_custom_sites(body, motions, offsets_dir):
 
 
 def test_embedded_offsets_deterministic_and_plausible(body, motions):
-    a = VirtualEM(motions, sensors=list(EM12) + ["chest"], body_model=body)
-    b = VirtualEM(motions, sensors=list(EM12) + ["chest"], body_model=body)
+    a = VirtualEM(motions=motions, sensors=list(EM12) + ["chest"], body_model=body)
+    b = VirtualEM(motions=motions, sensors=list(EM12) + ["chest"], body_model=body)
     assert len(a.offsets) == 4
     np.testing.assert_array_equal(a.offsets.means, b.offsets.means)
     m = a.offsets.means
@@ -131,14 +137,14 @@ def test_embedded_offsets_deterministic_and_plausible(body, motions):
     angles = np.linalg.norm(Rotation.from_matrix(a.offsets.r.reshape(-1, 3, 3)).as_rotvec(), axis=-1)
     assert angles.max() <= np.deg2rad(10) + 1e-9 and angles.max() > np.deg2rad(2)
     assert (np.linalg.eigvalsh(a.offsets.covs) > 0).all()  # offset noise levels 0/1 actually draw
-    zero = VirtualEM(motions, offsets=None, body_model=body)
+    zero = VirtualEM(motions=motions, offsets=None, body_model=body)
     assert zero.offsets.means.max() == 0 and np.allclose(zero.offsets.r, np.eye(3))
 
 
 def test_validation_is_identical_every_time_and_training_is_seeded(body, motions):
-    src = VirtualEM(motions, sensors="em6", offset_noise=1, suppression_noise_length=0.3, body_model=body)
+    src = VirtualEM(motions=motions, sensors="em6", offset_noise=1, suppression_noise_length=0.3, body_model=body)
     v1 = list(src.windows(2, W, train=False, seed=1))
-    v2 = list(VirtualEM(motions, sensors="em6", offset_noise=1, body_model=body).windows(2, W, train=False, seed=5))
+    v2 = list(VirtualEM(motions=motions, sensors="em6", offset_noise=1, body_model=body).windows(2, W, train=False, seed=5))
     for a, b in zip(v1, v2):
         assert torch.equal(a.sensors.pos, b.sensors.pos) and torch.equal(a.sensors.valid, b.sensors.valid)
     t1 = list(src.windows(2, W, train=True, seed=11))
@@ -156,7 +162,7 @@ def _find_start(motion, target_pose, n):
 
 
 def test_training_pass_random_crops(body, motions):
-    src = VirtualEM(motions, offsets=None, body_model=body)
+    src = VirtualEM(motions=motions, offsets=None, body_model=body)
     starts = {m.id: set() for m in motions.motions}
     for seed in range(8):
         ids = []
@@ -182,7 +188,7 @@ def many_short():
 @pytest.mark.parametrize("level", [-1, 0, 1, 2, 3])
 def test_offset_noise_levels(body, many_short, offsets_dir, level):
     root, subjects = offsets_dir
-    src = VirtualEM(many_short, offsets=str(root), offset_noise=level, body_model=body)
+    src = VirtualEM(motions=many_short, offsets=str(root), offset_noise=level, body_model=body)
     b = next(src.windows(48, 12, train=True, seed=level + 10))
     p, rot = body.sensor_frames(b.target, EM12)  # skin frames (test double, independent of the source)
     t = (rot.transpose(-1, -2) @ (b.sensors.pos - p)[..., None])[..., 0]  # recovered t = R^T (s - p)
@@ -215,7 +221,7 @@ def test_offset_noise_levels(body, many_short, offsets_dir, level):
 def test_spherical_noise_fixed(body, many_short):
     strength, length = 0.8, 0.5
     src = VirtualEM(
-        many_short, sensors="em6", offset_noise=-1, spherical_noise_strength=strength,
+        motions=many_short, sensors="em6", offset_noise=-1, spherical_noise_strength=strength,
         spherical_noise_length=length, noise_sensors=2, body_model=body,
     )  # fmt: skip
     d_all, ratio = [], []
@@ -246,7 +252,7 @@ def test_spherical_noise_fixed(body, many_short):
 
 def test_suppression_marks_sensors_invalid(body, many_short):
     src = VirtualEM(
-        many_short, sensors="em6", suppression_noise_length=0.5, noise_sensors=2, suppression_value=7.0,
+        motions=many_short, sensors="em6", suppression_noise_length=0.5, noise_sensors=2, suppression_value=7.0,
         body_model=body,
     )  # fmt: skip
     b = next(src.windows(48, 12, train=True, seed=4))
@@ -263,27 +269,27 @@ def test_suppression_marks_sensors_invalid(body, many_short):
 
 def test_parameter_errors(body, motions, tmp_path, monkeypatch):
     with pytest.raises(EmposeError, match="unknown sensor set 'em7'.*em6"):
-        VirtualEM(motions, sensors="em7", body_model=body)
+        VirtualEM(motions=motions, sensors="em7", body_model=body)
     with pytest.raises(EmposeError, match=r"\['nose'\].*Available sites: .*back"):
-        VirtualEM(motions, sensors=["head", "nose"], body_model=body)
+        VirtualEM(motions=motions, sensors=["head", "nose"], body_model=body)
     with pytest.raises(EmposeError, match="listed twice"):
-        VirtualEM(motions, sensors=["head", "head"], body_model=body)
+        VirtualEM(motions=motions, sensors=["head", "head"], body_model=body)
     with pytest.raises(EmposeError, match="spherical_noise_length' is 0"):
-        VirtualEM(motions, spherical_noise_strength=0.5, body_model=body)
+        VirtualEM(motions=motions, spherical_noise_strength=0.5, body_model=body)
     with pytest.raises(EmposeError, match="noise_sensors' must be between 1 and the number of sensors \\(6\\)"):
-        VirtualEM(motions, sensors="em6", suppression_noise_length=0.2, noise_sensors=7, body_model=body)
+        VirtualEM(motions=motions, sensors="em6", suppression_noise_length=0.2, noise_sensors=7, body_model=body)
     with pytest.raises(EmposeError, match="offset_noise"):
-        VirtualEM(motions, offset_noise=4, body_model=body)
+        VirtualEM(motions=motions, offset_noise=4, body_model=body)
     with pytest.raises(DataError, match="holds no motions"):
-        VirtualEM(ListMotions([]), body_model=body)
+        VirtualEM(motions=ListMotions([]), body_model=body)
     missing = tmp_path / "nowhere"
     with pytest.raises(DataError, match=f"offsets path {missing} does not exist"):
-        VirtualEM(motions, offsets=str(missing), body_model=body)
+        VirtualEM(motions=motions, offsets=str(missing), body_model=body)
     monkeypatch.delenv("EMPOSE_TEST_UNSET", raising=False)
     with pytest.raises(EmposeError, match="environment variable EMPOSE_TEST_UNSET, which is not set"):
-        VirtualEM(motions, offsets="${EMPOSE_TEST_UNSET}/data", body_model=body)
+        VirtualEM(motions=motions, offsets="${EMPOSE_TEST_UNSET}/data", body_model=body)
     with pytest.raises(DataError, match="no '<subject>_offsets.npz' files"):
-        VirtualEM(motions, offsets=str(tmp_path), body_model=body)
+        VirtualEM(motions=motions, offsets=str(tmp_path), body_model=body)
 
 
 def test_bad_offsets_files(body, motions, tmp_path):
@@ -294,15 +300,15 @@ def test_bad_offsets_files(body, motions, tmp_path):
     truncated = tmp_path / "B_offsets.npz"
     truncated.write_bytes(good.read_bytes()[:300])
     with pytest.raises(DataError, match="B_offsets.npz.*truncated or corrupt"):
-        VirtualEM(motions, offsets=str(tmp_path), body_model=body)
+        VirtualEM(motions=motions, offsets=str(tmp_path), body_model=body)
     np.savez(truncated, means=means, covs=covs, vertex_ids=np.arange(12))
     with pytest.raises(DataError, match="B_offsets.npz: missing key 'r'"):
-        VirtualEM(motions, offsets=str(tmp_path), body_model=body)
+        VirtualEM(motions=motions, offsets=str(tmp_path), body_model=body)
     bad = means.copy()
     bad[3, 1] = np.nan
     write_offsets(truncated, bad, covs, r)
     with pytest.raises(DataError, match="B_offsets.npz: key 'means' contains NaN"):
-        VirtualEM(motions, offsets=str(tmp_path), body_model=body)
+        VirtualEM(motions=motions, offsets=str(tmp_path), body_model=body)
     write_offsets(truncated, means, covs, r * 2)
     with pytest.raises(DataError, match="key 'r' entry .* is not a rotation"):
-        VirtualEM(motions, offsets=str(truncated), body_model=body)
+        VirtualEM(motions=motions, offsets=str(truncated), body_model=body)

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from em_doubles import ListMotions, TinyBody, random_motion
-from empose_framework.errors import EmposeError
-from empose_framework.interfaces import BodyPose
 from empose_em.sensor_sets import EM6
 from empose_em.virtual import VirtualEM
+from empose_framework.errors import EmposeError
+from empose_framework.interfaces import BodyPose
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +27,7 @@ def motions():
 
 
 def _source(body, motions, **kw):
-    return VirtualEM(motions, sensors="em6", body_model=body, **kw)
+    return VirtualEM(motions=motions, sensors="em6", body_model=body, **kw)
 
 
 def _windows(batches):

@@ -10,13 +10,12 @@ import numpy as np
 import pytest
 import torch
 
+from em_doubles import write_recording
 from empose_framework.engine import checkpoints, run
 from empose_framework.engine.evaluation import NamedMetric, metric_errors, predict_sequence
 from empose_framework.engine.pooling import MetricInfo, Pool
 from empose_framework.interfaces import Batch, BodyPose, Metric, SensorFrames
 from empose_framework.recipes import load_recipe
-
-from em_doubles import write_recording
 from engine_doubles import SineMotions, install_registry, write_recipe
 
 
@@ -41,7 +40,7 @@ class _FrameIndex(Metric):
     unit = ""
 
     def errors(self, prediction, target):
-        return prediction.pose[..., 0, :1].reshape(-1, 1)
+        return prediction.pose.pose[..., 0, :1].reshape(-1, 1)
 
 
 class _Jerky(_FrameIndex):
@@ -59,7 +58,7 @@ def test_frame_selection_drops_invalid_frames_and_erodes_for_temporal_metrics():
     valid = torch.ones(1, 10, dtype=torch.bool)
     valid[0, 5] = False
     batch = _batch(valid)
-    got = metric_errors([NamedMetric("f", _FrameIndex()), NamedMetric("j", _Jerky())], batch.target, batch)
+    got = metric_errors([NamedMetric("f", _FrameIndex()), NamedMetric("j", _Jerky())], batch.target, batch, None)
     assert got["f"][0][:, 0].tolist() == [0, 1, 2, 3, 4, 6, 7, 8, 9]
     assert got["j"][0][:, 0].tolist() == [2, 3, 4, 8, 9]  # frame t needs frames t-2..t all valid
 
@@ -120,3 +119,24 @@ def test_real_recordings_evaluation_and_the_hold_out_subject(tmp_path, monkeypat
     assert [s["sequence"] for s in table["sequences"]] == ["0715_arms_M"] and table["cross_subject"] is True
     ckpt = checkpoints.load(trained / "checkpoints" / "best.pt")
     assert ckpt["estimator"]["use"] == "lgd" and ckpt["step"] == 1
+
+
+def test_evaluate_run_refuses_estimator_overrides_and_records_what_it_used(tmp_path, monkeypatch):
+    import yaml
+
+    from empose_framework.errors import EmposeError
+
+    registry = install_registry(monkeypatch)
+    trained = run(load_recipe(write_recipe(tmp_path), ["train.max_steps=1", "data.test={}"], registry=registry))
+    evaluate = ["task=evaluate", f"evaluate.checkpoint={trained / 'checkpoints' / 'best.pt'}", "evaluate.chunk=auto"]
+    # an estimator setting the checkpoint does not have would be silently ignored: refused
+    with pytest.raises(EmposeError, match=r"estimator: task 'evaluate' takes its estimator from evaluate.checkpoint .* differs in hidden"):
+        run(load_recipe(write_recipe(tmp_path), [*evaluate, "estimator.hidden=16"], registry=registry), run_dir=tmp_path / "e0")
+    # the recipe's own estimator is the checkpoint's: harmless; without one the checkpoint's is used and recorded
+    same = run(load_recipe(write_recipe(tmp_path), evaluate, registry=registry), run_dir=tmp_path / "e1")
+    alone = run(load_recipe(write_recipe(tmp_path), [*evaluate, "estimator=null"], registry=registry), run_dir=tmp_path / "e2")
+    ckpt = checkpoints.load(trained / "checkpoints" / "best.pt")
+    for folder in (same, alone):
+        recorded = yaml.safe_load((folder / "recipe.yaml").read_text())
+        assert recorded["estimator"] == ckpt["estimator"] and recorded["evaluate"]["chunk"] == "auto"
+        assert json.loads((folder / "eval" / "held.json").read_text())["chunk"] == 256  # LGD's own chunking (§10.1)

@@ -11,7 +11,6 @@ from empose_framework.engine import run
 from empose_framework.engine import train as train_module
 from empose_framework.errors import EmposeError
 from empose_framework.recipes import load_recipe
-
 from engine_doubles import install_registry, write_recipe
 
 

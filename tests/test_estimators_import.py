@@ -8,38 +8,15 @@ import pytest
 import torch
 import yaml
 
-from _estimators_testkit import EM6, EM12, REFERENCE, embedded_body, original_layout_state_dict, parse_reference_tables
+from _estimators_testkit import EM6, EM12, embedded_body, original_layout_state_dict, released_state_dicts
 from empose_estimators.convert import build_estimator, import_checkpoint
 from empose_framework.cli import main
 from empose_framework.errors import DataError
 from empose_framework.interfaces import SensorFrames
 
-LGD_RNN_6_FLAGS = (
-    "--m_type ief --m_hidden_size 512 --m_num_layers 2 --window_size 32 --use_marker_pos --use_marker_ori "
-    "--use_real_offsets --offset_noise_level 0 --m_average_shape --m_use_gradient --m_reprojection_loss_weight 0.01 "
-    "--eval_window_size 256 --m_pose_loss_weight 10.0 --m_fk_loss 0.1 --m_num_iterations 2 --m_rnn_init "
-    "--m_rnn_hidden_size 512 --n_markers 6 --bs_train 12 --bs_eval 12 --lr 0.0005"
-)
-
-
-def released_table(name: str) -> dict:
-    """The reference's key/shape table (independent of empose's code) or, without the reference, one
-    derived from the estimator plus body-model entries."""
-    if REFERENCE.is_file():
-        return parse_reference_tables()[name]
-    from _estimators_testkit import parse_flags
-    from empose_estimators.convert import spec_from_config
-
-    flags = parse_flags(LGD_RNN_6_FLAGS)
-    spec, _ = spec_from_config(flags, name)
-    est = build_estimator(spec, EM6)
-    keys = {"smpl.bm.betas": ((1, 10), "float32")}
-    keys.update({k: (tuple(v.shape), str(v.dtype).removeprefix("torch.")) for k, v in est.state_dict().items()})
-    return {"flags": flags, "keys": keys}
-
 
 def write_released(folder, name="LGD RNN 6", model_id="1615631737", drop=(), reshape=None, config_edit=None):
-    table = released_table(name)
+    table = released_state_dicts()[name]
     state = original_layout_state_dict(table)
     for k in drop:
         del state[k]
@@ -99,7 +76,6 @@ def test_cli_imports_a_released_lgd_rnn_6(tmp_path):
     assert out_pose.pose.shape == (1, 5, 22, 3) and torch.isfinite(out_pose.pose).all()
 
 
-@pytest.mark.skipif(not REFERENCE.is_file(), reason=f"reference tables not found at {REFERENCE}")
 @pytest.mark.parametrize("name,use,chunk", [("ResNet 12", "resnet", None), ("BiRNN 6", "rnn", None), ("LGD 12", "lgd", 256)])
 def test_other_paper_models_import(tmp_path, name, use, chunk):
     write_released(tmp_path / "src", name=name)

@@ -63,7 +63,7 @@ def test_gradient_input_is_the_scaled_reconstruction_gradient(mode):
     d, p, k = est.input_size, est.pose_size, est.n_betas
     frame_ok = sensors.valid.all(-1)  # all given sensors, as the original's 12-sensor mask
     for i in range(est.iterations):
-        it = out.extras["iterates"][i]
+        it = out.iterates[i]
         theta = it.pose.detach().requires_grad_(True)
         beta = it.betas.detach().requires_grad_(True)
         err = independent_error(body, BodyPose(theta, beta), EM6, own_off, own.pos, own.ori, seq_len, frame_ok)
@@ -77,7 +77,7 @@ def test_gradient_input_is_the_scaled_reconstruction_gradient(mode):
 
 def test_gradient_rows_scale_with_padding_as_the_original():
     """E is normalised per sequence by its true length L, rows are multiplied by B*T: a padded
-    sequence's gradient input is T/L times the unpadded one (reference §7.5)."""
+    sequence's gradient input is T/L times the unpadded one (docs/method.md §7.5)."""
     body = TinyBody()
     sensors, offsets, _ = random_sensors(body, EM12, b=1, t=T)
     est = make_lgd(body, rnn_init=False).eval()
@@ -98,7 +98,7 @@ def test_update_rule_and_window_shape_average():
     d_shape = capture(est.shape_net_iter, "output")
     with torch.no_grad():
         out = est(sensors, torch.tensor([T, T]), offsets)
-    its = out.extras["iterates"]
+    its = out.iterates
     assert len(its) == est.iterations + 1
     torch.testing.assert_close(its[0].betas, init_shape[0].mean(1, keepdim=True).expand(-1, T, -1))
     for i in range(est.iterations):
@@ -125,7 +125,7 @@ def test_original_gradient_leak_adds_the_intermediate_reconstruction_gradients()
     own, own_off = selected(sensors, offsets, EM6)
     frame_ok = sensors.valid.all(-1)
     hidden = sum(
-        independent_error(body, out.extras["iterates"][i], EM6, own_off, own.pos, own.ori, seq_len, frame_ok)
+        independent_error(body, out.iterates[i], EM6, own_off, own.pos, own.ori, seq_len, frame_ok)
         for i in range(est.iterations)
     )
     params = list(est.parameters())
@@ -199,7 +199,7 @@ def test_lgd_runs_on_any_body_model_and_sensor_set(body_name, names):
     assert out.pose.pose.shape == (2, 4, j, 3) and out.pose.betas.shape == (2, 4, k)
     assert est.rnn.lstm.input_size == 12 * len(names)
     assert est.pose_net_iter.input_to_hidden.in_features == 12 * len(names) + 2 * (3 * j + k)
-    assert out.extras["sensor_iterates"][0][0].shape == (2, 4, len(names), 3)
+    assert out.sensor_iterates[0][0].shape == (2, 4, len(names), 3)
     out.pose.pose.square().mean().backward()
     assert all(torch.isfinite(p.grad).all() for p in est.parameters() if p.grad is not None)
     with torch.no_grad():

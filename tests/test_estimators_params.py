@@ -5,7 +5,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from _estimators_testkit import EM6, EM12, REFERENCE, TinyBody, parse_reference_tables
+from _estimators_testkit import EM6, EM12, TinyBody, released_state_dicts
 from empose_estimators.convert import build_estimator, spec_from_config
 from empose_estimators.lgd import LGD
 from empose_framework.errors import EmposeError
@@ -19,17 +19,16 @@ def n_trainable(module: torch.nn.Module) -> int:
 
 
 def test_lgd_rnn_6_has_exactly_the_published_parameter_count():
-    # reference §7.7: 5,721,419 printed by the original = 5,721,250 + 169 body-model values
+    # docs/method.md §7.7: 5,721,419 printed by the original = 5,721,250 + 169 body-model values
     est = LGD(hidden=512, blocks=2, iterations=2, use_gradient=True, average_shape=True, rnn_init=True,
               rnn_hidden=512, rnn_layers=2, body_model=SMPLH_SIZES, sensor_names=EM6)  # fmt: skip
     assert n_trainable(est) == 5_721_250
     assert est.pose_net_iter.input_to_hidden.in_features == 224
 
 
-@pytest.mark.skipif(not REFERENCE.is_file(), reason=f"reference tables not found at {REFERENCE}")
 @pytest.mark.parametrize("name", PAPER_MODELS)
 def test_paper_config_matches_released_state_dict(name):
-    table = parse_reference_tables()[name]
+    table = released_state_dicts()[name]
     spec, sensor_set = spec_from_config(table["flags"], name)
     est = build_estimator(spec, EM6 if sensor_set == "em6" else EM12, SMPLH_SIZES)
     assert n_trainable(est) == table["count"]
@@ -69,18 +68,3 @@ def test_no_input_is_refused():
     with pytest.raises(EmposeError, match="use_pos and use_ori are both false"):
         LGD(use_pos=False, use_ori=False, body_model=TinyBody(), sensor_names=EM6)
 
-
-@pytest.mark.parametrize("kind,name", [("estimator", "resnet"), ("estimator", "rnn"), ("estimator", "lgd"),
-                                       ("loss", "pose"), ("loss", "shape"), ("loss", "sensor_reconstruction"),
-                                       ("loss", "fk")])  # fmt: skip
-def test_registered_params_are_the_constructor_keywords(kind, name):
-    import inspect
-
-    from empose_framework.plugins import get_registry
-
-    cls = get_registry().load(kind, name)
-    signature = inspect.signature(cls.__init__).parameters
-    declared = {p.name: p.default for p in cls.params}
-    own = {k: v.default for k, v in signature.items() if k not in ("self", "body_model", "sensor_names")}
-    assert declared == own
-    assert all(p.doc for p in cls.params)

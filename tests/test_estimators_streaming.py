@@ -132,3 +132,54 @@ def test_lgd_rnn_streams_on_the_embedded_body():
         parts = [est.step(sensors.frames(s, s + 1), offsets).pose for s in range(T)]
     torch.testing.assert_close(torch.cat([p.pose for p in parts], 1), window.pose, atol=2e-6, rtol=1e-5)
     torch.testing.assert_close(torch.cat([p.betas for p in parts], 1), window.betas, atol=2e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("per_call", [1, 4])
+def test_lgd_rnn_6_streams_as_the_reference_path(per_call):
+    """The recipe's LGD RNN 6 (recipes/lgd_rnn_6.yaml), streamed on its fast paths (closed-form
+    gradient, folded update nets, native LSTM kernel) equals the autograd/module reference path."""
+    from pathlib import Path
+
+    import yaml
+
+    from _estimators_testkit import embedded_body
+
+    body = embedded_body()
+    recipe = yaml.safe_load((Path(__file__).resolve().parents[1] / "recipes" / "lgd_rnn_6.yaml").read_text())
+    params = {k: v for k, v in recipe["estimator"].items() if k != "use"}
+    sensors, offsets, _ = random_sensors(body, EM12, b=1, t=8, seed=4)
+    out = {}
+    for reference in (False, True):
+        torch.manual_seed(0)
+        est = LGD(**params, body_model=body, sensor_names=EM6)
+        _train_a_little(est, sensors, offsets)
+        est.reference = reference
+        with torch.no_grad():
+            est.reset()
+            parts = [est.step(sensors.frames(s, s + per_call), offsets).pose for s in range(0, 8, per_call)]
+        out[reference] = (torch.cat([p.pose for p in parts], 1), torch.cat([p.betas for p in parts], 1))
+    assert (out[False][0] - out[True][0]).abs().max() <= 1e-5  # radians per joint
+    torch.testing.assert_close(out[False][1], out[True][1], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("skip,batch_norm", [(False, True), (True, True), (True, False)])
+def test_folded_mlps_equal_the_modules_in_eval(skip, batch_norm):
+    from empose_estimators.layers import MLP, FoldedMLPs
+
+    torch.manual_seed(0)
+    nets = [MLP(10, 7, 16, 2, 0.0, skip, batch_norm), MLP(10, 3, 16, 2, 0.0, skip, batch_norm)]
+    x = torch.randn(2, 5, 10)
+    for net in nets:  # non-trivial running statistics and slopes
+        net.train()(torch.randn(40, 10) * 3 + 1)
+        for m in net.modules():
+            if isinstance(m, torch.nn.PReLU):
+                torch.nn.init.uniform_(m.weight, -0.5, 1.5)
+        net.eval()
+    slot = []
+    with torch.no_grad():
+        folded = FoldedMLPs.cached(nets, slot)(x)
+        for mine, net in zip(folded, nets):
+            torch.testing.assert_close(mine, net(x), atol=1e-5, rtol=1e-5)
+        assert FoldedMLPs.cached(nets, slot) is slot[1]  # reused while the weights are unchanged
+        nets[0].hidden_to_output.bias.add_(1.0)
+        assert torch.allclose(FoldedMLPs.cached(nets, slot)(x)[0], nets[0](x), atol=1e-5)  # rebuilt

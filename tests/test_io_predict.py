@@ -151,7 +151,7 @@ def test_bvh_round_trip_through_the_bvh_source(body, tmp_path):
     mf = motion_file.from_body_pose(pose, betas, body, {"use": "embedded"}, 60.0, trans=trans)
     path = export.write_bvh(body, mf, tmp_path / "rt.bvh")
     _, b = mf.body_pose(body)
-    motion = BVHMotions(path, body, betas=b.tolist(), first_frame="keep")[0]
+    motion = BVHMotions(path=str(path), body_model=body, betas=b.tolist(), first_frame="keep")[0]
     assert len(motion) == n
     again = motion_file.from_body_pose(motion.pose, b, body, None, 60.0, trans=motion.trans)
     p1, _ = export.forward_joints(body, mf)

@@ -268,7 +268,7 @@ def test_render_extremes_writes_motion_files_and_videos(body, tmp_path):
                        body_model=body)  # fmt: skip
     metrics = [NamedMetric("mpjpe", reg.build("metric", "mpjpe", body_model=body))]
     est = _RestPose(body)
-    pool = evaluate_sequences(est, source.sequences(), metrics, None)
+    pool = evaluate_sequences(est, source.sequences(), metrics, None, body_model=body)
     rows = sorted(pool.rows()[:-1], key=lambda r: r["mpjpe_mean"])
     videos = render_extremes(est, source.sequences(), pool, metrics, 1, None, tmp_path, body, {"use": "embedded"},
                              log=lambda m: None, options={"size": 160, "quiet": True})  # fmt: skip

@@ -20,10 +20,10 @@ from empose_framework.engine import train as train_module
 from empose_framework.errors import EmposeError
 from empose_framework.guard import LOCK_NAME, FolderLock
 from empose_framework.recipes import load_recipe
-
 from engine_doubles import install_registry, write_recipe
 
-HOLD = "import sys, time; from empose_framework.guard import FolderLock; FolderLock(sys.argv[1], 'test').acquire(); print('held', flush=True); time.sleep(60)"
+HOLD = ("import sys, time; from empose_framework.guard import FolderLock; FolderLock(sys.argv[1], 'test').acquire(); "
+        "print('held', flush=True); time.sleep(60)")
 
 
 @pytest.fixture
@@ -56,8 +56,9 @@ def test_run_and_resume_refuse_a_folder_another_process_holds(holder, capsys):
 
 
 def test_preprocess_refuses_a_destination_in_use(holder, tmp_path):
-    from empose_motion.preprocess import run_preprocess
     from rich.console import Console
+
+    from empose_motion.preprocess import run_preprocess
 
     folder, pid = holder
     src = tmp_path / "amass"

@@ -1,6 +1,7 @@
 """The four losses on LGD and ResNet/RNN predictions: iterate averaging, the README's first-step
-total (reference §8.3), the FK fix and its compatibility option, forms and edge cases."""
+total (docs/method.md §8.3), the FK fix and its compatibility option, forms and edge cases."""
 
+import dataclasses
 import math
 
 import numpy as np
@@ -56,8 +57,8 @@ def test_readme_first_step_total_is_reproduced():
         shift[..., 0] = r / s
         sensor_iterates.append((seen_pos + shift, seen_ori))
     seen = SensorFrames(seen_pos, seen_ori, torch.ones(B, T, s, dtype=torch.bool), EM6)
-    pred = Prediction(iterates[-1], {"iterates": iterates, "sensor_iterates": sensor_iterates, "sensors": seen,
-                                     "offsets": None, "loss_form": "l1", "shape_estimated": True})  # fmt: skip
+    pred = Prediction(iterates[-1], iterates=iterates, sensor_iterates=sensor_iterates, sensors=seen, offsets=None,
+                      loss_form="l1", shape_estimated=True)  # fmt: skip
     target = BodyPose(torch.zeros(B, T, 8, 3, dtype=torch.float64), torch.zeros(B, 2, dtype=torch.float64))
     batch = Batch(seen, target, torch.tensor([T, T]), ["a", "b"])
     losses = {
@@ -93,10 +94,10 @@ def lgd_case(use_gradient=True):
 
 def test_reconstruction_loss_uses_or_recomputes_the_forward_model_alike():
     body, est, pred, batch = lgd_case()
-    assert pred.extras["sensor_iterates"][0] is not None and pred.extras["sensor_iterates"][-1] is None
+    assert pred.sensor_iterates[0] is not None and pred.sensor_iterates[-1] is None
     loss = SensorReconstructionLoss(body_model=body)
     cached = loss(pred, batch)
-    bare = Prediction(pred.pose, {k: v for k, v in pred.extras.items() if k != "sensor_iterates"})
+    bare = dataclasses.replace(pred, sensor_iterates=None)
     torch.testing.assert_close(loss(bare, batch), cached)
     # independent value: numpy sum-of-norms per estimate, averaged
     own = batch.sensors.select(EM6).masked()
@@ -104,7 +105,7 @@ def test_reconstruction_loss_uses_or_recomputes_the_forward_model_alike():
     off = type(batch.offsets)(batch.offsets.t[:, idx], batch.offsets.r[:, idx])
     mask = batch.frame_mask().numpy()
     expected = []
-    for it in pred.extras["iterates"]:
+    for it in pred.iterates:
         pos, ori = body.sensor_frames(it, EM6, off)
         expected.append(
             numpy_sum_of_norms(pos.detach(), own.pos, batch.seq_len, mask)
@@ -115,7 +116,7 @@ def test_reconstruction_loss_uses_or_recomputes_the_forward_model_alike():
 
 def test_pose_shape_and_fk_average_over_the_iterates():
     body, est, pred, batch = lgd_case(use_gradient=False)
-    its = pred.extras["iterates"]
+    its = pred.iterates
     gt_pose = batch.target.pose.numpy()
     seq = batch.seq_len.numpy()
 
@@ -148,7 +149,7 @@ def test_resnet_prediction_uses_masked_mse_and_no_shape():
     batch = Batch(sensors, truth, torch.tensor([T, 2]), ["a", "b"], offsets)
     with torch.no_grad():
         pred = est(sensors, batch.seq_len, offsets)
-    assert pred.extras["loss_form"] == "mse" and pred.extras["shape_estimated"] is False
+    assert pred.loss_form == "mse" and pred.shape_estimated is False
     diff2 = ((pred.pose.pose - truth.pose) ** 2).sum((-1, -2)).numpy()
     keep = batch.frame_mask().numpy()
     expected = np.mean([diff2[n][keep[n]].sum() / int(batch.seq_len[n]) for n in range(B)])
@@ -179,5 +180,5 @@ def test_ground_truth_with_fewer_joints_than_predicted_is_an_error():
 
 
 def test_bad_pose_form_is_refused():
-    with pytest.raises(EmposeError, match="auto, l1 or mse"):
+    with pytest.raises(EmposeError, match="loss PoseLoss: parameter 'form': expected one of 'auto', 'l1', 'mse'"):
         PoseLoss(form="huber", body_model=TinyBody())

@@ -1,10 +1,10 @@
-"""The original's loss primitives (reference §8.1) against straightforward numpy loops."""
+"""The original's loss primitives (docs/method.md §8.1) against straightforward numpy loops."""
 
 import numpy as np
 import torch
 
 from _estimators_testkit import numpy_sum_of_norms
-from empose_losses.primitives import masked_mse, padded_l1, sum_of_norms
+from empose_framework.primitives import masked_mse, padded_l1, sum_of_norms
 
 rng = np.random.default_rng(0)
 B, T = 3, 6

@@ -14,7 +14,7 @@ import torch
 from scipy.spatial.transform import Rotation
 
 from empose_framework.errors import RecipeError
-from empose_framework.interfaces import BodyModel, BodyOutput, BodyPose
+from empose_framework.interfaces import BodyModel, BodyOutput, BodyPose, PosedBody
 from empose_metrics.metrics import MPJAE, MPJPE, PAMPJPE, Jitter
 
 NAMES = [
@@ -47,9 +47,10 @@ class PointBody(BodyModel):
         return self
 
 
-def _pose(points: np.ndarray) -> BodyPose:
+def _pose(points: np.ndarray) -> PosedBody:
+    """Points as a pose posed through the point body (as the engine hands poses to metrics)."""
     x = torch.as_tensor(points, dtype=torch.float32)
-    return BodyPose(pose=x, betas=torch.zeros(*x.shape[:-2], 10))
+    return PosedBody(BodyPose(pose=x, betas=torch.zeros(*x.shape[:-2], 10)), PointBody())
 
 
 def test_rotated_scaled_copy_has_zero_pa_mpjpe_and_known_mpjpe():

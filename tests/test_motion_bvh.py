@@ -74,7 +74,7 @@ def _smooth_pose(n, fps, seed):
 def test_retargeting_its_own_skeleton_gives_back_the_motion(tmp_path):
     pose, trans = _smooth_pose(61, 30.0, 0)
     _write_smpl_bvh(tmp_path / "own.bvh", pose, trans, 30.0)
-    src = BVHMotions(tmp_path / "own.bvh", StickBody(), first_frame="keep")
+    src = BVHMotions(path=str(tmp_path / "own.bvh"), body_model=StickBody(), first_frame="keep")
     m, jmap, scale = src.load(0)
     assert jmap == {n: n_ for n, n_ in zip(SMPL, NAMES)} and scale == pytest.approx(1.0)
     assert len(m) == 122 and m.fps == 60.0  # 30 -> 60 fps, duration kept
@@ -88,7 +88,7 @@ def test_channel_order_and_user_map(tmp_path):
     pose, trans = _smooth_pose(20, 60.0, 1)
     _write_smpl_bvh(tmp_path / "xzy.bvh", pose, trans, 60.0, order="XZY")
     (tmp_path / "map.yaml").write_text("spine2: null\nleft_wrist: left_elbow\n")
-    src = BVHMotions(tmp_path / "xzy.bvh", StickBody(), joint_map=str(tmp_path / "map.yaml"), first_frame="keep")
+    src = BVHMotions(path=str(tmp_path / "xzy.bvh"), body_model=StickBody(), joint_map=str(tmp_path / "map.yaml"), first_frame="keep")
     m = src[0]
     np.testing.assert_allclose(m.pose[:, 6], 0.0, atol=1e-6)  # unmapped spine2: follows its parent
     np.testing.assert_allclose(m.pose[:, 20], 0.0, atol=1e-6)  # l_wrist takes the elbow's global rotation
@@ -99,9 +99,9 @@ def test_channel_order_and_user_map(tmp_path):
         err = Rotation.from_matrix(np.swapaxes(g_want[:, k], 1, 2) @ g_got[:, k]).magnitude()
         assert err.max() < 1e-4, SMPL[k]
     with pytest.raises(EmposeError, match=r"'LeftArm', which is not a joint of this file"):
-        BVHMotions(tmp_path / "xzy.bvh", StickBody(), joint_map={"l_shoulder": "LeftArm"})[0]
+        BVHMotions(path=str(tmp_path / "xzy.bvh"), body_model=StickBody(), joint_map={"l_shoulder": "LeftArm"})[0]
     with pytest.raises(EmposeError, match=r"key 'l_shouldr' is not a body joint.*Did you mean 'l_shoulder'"):
-        BVHMotions(tmp_path / "xzy.bvh", StickBody(), joint_map={"l_shouldr": "left_shoulder"})
+        BVHMotions(path=str(tmp_path / "xzy.bvh"), body_model=StickBody(), joint_map={"l_shouldr": "left_shoulder"})
 
 
 def test_bad_files_are_clear_errors(tmp_path):
@@ -115,10 +115,10 @@ def test_bad_files_are_clear_errors(tmp_path):
     with pytest.raises(DataError, match=r"bad\.bvh \(line 4\): expected 'OFFSET', found 'OFSET'"):
         parse_bvh(tmp_path / "bad.bvh")
     with pytest.raises(DataError, match="no such file or folder"):
-        BVHMotions(tmp_path / "missing", StickBody())
+        BVHMotions(path=str(tmp_path / "missing"), body_model=StickBody())
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match=r"no \*\.bvh files"):
-        BVHMotions(tmp_path / "empty", StickBody())
+        BVHMotions(path=str(tmp_path / "empty"), body_model=StickBody())
 
 
 # --------------------------------------------------------------------------- real CMU clips
@@ -220,7 +220,7 @@ class _Body:
 @pytest.fixture(scope="module", params=["double", "embedded"])
 def cmu_motions(request):
     body = _Body(request.param)
-    src = BVHMotions(CMU, body.model, betas=[1.0, -0.5])
+    src = BVHMotions(path=str(CMU), body_model=body.model, betas=[1.0, -0.5])
     return src, {m.id: m for m in (src[i] for i in range(len(src)))}, body
 
 

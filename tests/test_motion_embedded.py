@@ -20,11 +20,11 @@ def body():
 
 @pytest.fixture(scope="module")
 def train(body):
-    return EmbeddedMotions(body, split="train", count=16, seed=7, seconds=6.0)
+    return EmbeddedMotions(body_model=body, split="train", count=16, seed=7, seconds=6.0)
 
 
 def test_deterministic_and_covering_the_protocol(body, train):
-    again = EmbeddedMotions(body, split="train", count=16, seed=7, seconds=6.0)
+    again = EmbeddedMotions(body_model=body, split="train", count=16, seed=7, seconds=6.0)
     for i in (0, 5, 13):
         a, b = train[i], again[i]
         assert a.id == b.id
@@ -32,20 +32,20 @@ def test_deterministic_and_covering_the_protocol(body, train):
         np.testing.assert_array_equal(a.trans, b.trans)
         np.testing.assert_array_equal(a.betas, b.betas)
     assert {i.split("_", 1)[1] for i in train.ids} == set(ACTIVITIES)
-    other_seed = EmbeddedMotions(body, split="train", count=2, seed=8, seconds=6.0)
+    other_seed = EmbeddedMotions(body_model=body, split="train", count=2, seed=8, seconds=6.0)
     assert not np.array_equal(other_seed[0].betas, train[0].betas)
 
 
 def test_splits_never_share_a_sequence(body, train):
-    test = EmbeddedMotions(body, split="test", count=16, seed=7, seconds=6.0)
-    valid = EmbeddedMotions(body, split="valid", count=16, seed=7, seconds=6.0)
+    test = EmbeddedMotions(body_model=body, split="test", count=16, seed=7, seconds=6.0)
+    valid = EmbeddedMotions(body_model=body, split="valid", count=16, seed=7, seconds=6.0)
     assert not set(train.ids) & set(test.ids) and not set(valid.ids) & set(test.ids)
     signatures = lambda src: {src[i].betas.tobytes() for i in range(len(src))}  # noqa: E731
     assert not signatures(train) & signatures(test) and not signatures(valid) & signatures(test)
-    with pytest.raises(EmposeError, match="split must be one of train, valid, test"):
-        EmbeddedMotions(body, split="all")
+    with pytest.raises(EmposeError, match="parameter 'split': expected one of 'train', 'valid', 'test'"):
+        EmbeddedMotions(body_model=body, split="all")
     with pytest.raises(EmposeError, match="unknown activities"):
-        EmbeddedMotions(body, activities=["juggling"])
+        EmbeddedMotions(body_model=body, activities=["juggling"])
 
 
 def test_motion_contract(train):
@@ -87,7 +87,7 @@ def _heading(pose_root):
 
 
 def test_feet_on_the_floor_walking_forward_sitting_down(body):
-    src = EmbeddedMotions(body, split="valid", count=16, seed=3, seconds=6.0)
+    src = EmbeddedMotions(body_model=body, split="valid", count=16, seed=3, seconds=6.0)
     for i in range(len(src)):
         m = src[i]
         activity = m.id.split("_", 1)[1]
@@ -112,7 +112,7 @@ def test_feet_on_the_floor_walking_forward_sitting_down(body):
 
 
 def test_generated_motions_are_cached_read_only(body):
-    src = EmbeddedMotions(body, split="test", count=3, seconds=2.0)
+    src = EmbeddedMotions(body_model=body, split="test", count=3, seconds=2.0)
     first = src[1]
     assert src[1] is first  # generated once per process
     fresh = src.generate(1)[0]  # the uncached path gives the same motion

@@ -124,12 +124,12 @@ def test_interrupted_preprocess_resumes_without_duplicates(amass, tmp_path, monk
     summary = run_preprocess("amass", src, dst, console=_quiet())
     assert (summary.already_there, summary.written, summary.sequences) == (2, len(files) - 2, len(files))
     assert _dump(dst) == _dump(reference)  # byte-identical to a run that was never interrupted
-    ids = AmassLMDB(dst, StickBody()).ids
+    ids = AmassLMDB(path=str(dst), body_model=StickBody()).ids
     assert ids == sorted(files) and len(set(ids)) == len(ids)
 
 
 def MotionCount(folder):
-    return len(AmassLMDB(folder, StickBody()))
+    return len(AmassLMDB(path=str(folder), body_model=StickBody()))
 
 
 def test_resume_with_other_options_is_refused(amass, tmp_path):
@@ -166,9 +166,9 @@ def test_preprocess_3dpw_one_sample_per_actor(tmp_path):
     (src / "validation/broken.pkl").write_bytes(pickle.dumps({"poses_60Hz": [1]})[:-3])
     dst = tmp_path / "3dpw_lmdb"
     summary = run_preprocess("3dpw", src, dst, console=_quiet())
-    assert summary.sequences == 3  # actor-sequences, not files (reference §13 item 11)
+    assert summary.sequences == 3  # actor-sequences, not files (docs/method.md §13 item 11)
     assert [r for r, _ in summary.skipped] == ["validation/broken.pkl"]
-    source = AmassLMDB(dst, StickBody())
+    source = AmassLMDB(path=str(dst), body_model=StickBody())
     assert source.ids == ["test/downtown_walking_00.pkl#0", "train/courtyard_dancing_00.pkl#0", "train/courtyard_dancing_00.pkl#1"]
     m = source[2]
     want = seqs["train/courtyard_dancing_00.pkl"]
@@ -183,15 +183,16 @@ def test_source_layout_splits_filters_and_pickling(amass, tmp_path):
     dst = tmp_path / "db"
     run_preprocess("amass", src, dst, console=_quiet())
     body = StickBody()
-    source = AmassLMDB(str(dst), body)
+    source = AmassLMDB(path=str(dst), body_model=body)
     assert len(source) == len(files)
     m = source[1]
     assert m.pose.shape == (len(m), 22, 3) and m.pose.dtype == np.float32
     assert m.betas.shape == (10,) and m.trans.shape == (len(m), 3) and m.fps == 60.0
-    parts = [AmassLMDB(dst, body, split=s).ids if _has_split(dst, s) else [] for s in ("train", "valid", "test")]
+    parts = [AmassLMDB(path=str(dst), body_model=body, split=s).ids if _has_split(dst, s) else [] for s in ("train", "valid", "test")]
     assert sorted(sum(parts, [])) == sorted(files) and sum(map(len, parts)) == len(files)
-    assert AmassLMDB(dst, body, include=["CMU/*"]).ids == ["CMU/01/a_poses.npz", "CMU/01/b_poses.npz", "CMU/02/jump_poses.npz"]
-    assert AmassLMDB(dst, body, include=["CMU/*"], exclude=["*/02/*"], max_sequences=1).ids == ["CMU/01/a_poses.npz"]
+    cmu = ["CMU/01/a_poses.npz", "CMU/01/b_poses.npz", "CMU/02/jump_poses.npz"]
+    assert AmassLMDB(path=str(dst), body_model=body, include=["CMU/*"]).ids == cmu
+    assert AmassLMDB(path=str(dst), body_model=body, include=["CMU/*"], exclude=["*/02/*"], max_sequences=1).ids == ["CMU/01/a_poses.npz"]
     blob = pickle.dumps(source)
     assert len(blob) < 4000  # no environment handle, no body model inside
     copy = pickle.loads(blob)
@@ -199,7 +200,7 @@ def test_source_layout_splits_filters_and_pickling(amass, tmp_path):
     with multiprocessing.get_context("fork").Pool(1) as pool:  # a data-loader worker inherits the handle
         assert pool.map(_frames_of, [(source, i) for i in range(len(source))]) == [len(source[i]) for i in range(len(source))]
     with pytest.raises(DataError, match="no sequence left"):
-        AmassLMDB(dst, body, include=["nothing*"])
+        AmassLMDB(path=str(dst), body_model=body, include=["nothing*"])
 
 
 def _frames_of(args):
@@ -210,7 +211,7 @@ def _frames_of(args):
 def _has_split(dst, split):
     from empose_motion.layout import split_of
 
-    return any(split_of(i) == split for i in AmassLMDB(dst, StickBody()).ids)
+    return any(split_of(i) == split for i in AmassLMDB(path=str(dst), body_model=StickBody()).ids)
 
 
 def test_reads_an_original_database_with_understated_length(tmp_path):
@@ -228,17 +229,17 @@ def test_reads_an_original_database_with_understated_length(tmp_path):
             txn.put(f"gender{i}".encode(), b"male")
         txn.put(b"__len__", b"2")
     env.close()
-    source = AmassLMDB(tmp_path / "orig", StickBody())
+    source = AmassLMDB(path=str(tmp_path / "orig"), body_model=StickBody())
     assert len(source) == 3
     assert len(source[2]) == 7 and np.allclose(source[2].pose, 0.2)
 
 
 def test_missing_folder_is_a_clear_error(tmp_path):
     with pytest.raises(DataError, match=r"nope does not exist.*empose preprocess"):
-        AmassLMDB(tmp_path / "nope", StickBody())
+        AmassLMDB(path=str(tmp_path / "nope"), body_model=StickBody())
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match=r"data\.mdb is missing"):
-        AmassLMDB(tmp_path / "empty", StickBody())
+        AmassLMDB(path=str(tmp_path / "empty"), body_model=StickBody())
 
 
 def test_truncated_or_garbage_lmdb_is_a_clear_error_not_a_crash(amass, tmp_path):
@@ -251,13 +252,13 @@ def test_truncated_or_garbage_lmdb_is_a_clear_error_not_a_crash(amass, tmp_path)
     # in a child process, so that a failure of the guard (SIGBUS) cannot take the test run down
     code = f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r})\n" \
            "from motion_body_double import StickBody\nfrom empose_motion.lmdb_source import AmassLMDB\n" \
-           f"s = AmassLMDB({str(dst)!r}, StickBody()); [s[i] for i in range(len(s))]"
+           f"s = AmassLMDB(path={str(dst)!r}, body_model=StickBody()); [s[i] for i in range(len(s))]"
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert run.returncode == 1, run.stderr
     assert "is truncated" in run.stderr and "Copy the folder again" in run.stderr
     data.write_bytes(b"\x00" * 8192)
     with pytest.raises(DataError, match="not an LMDB database"):
-        AmassLMDB(dst, StickBody())
+        AmassLMDB(path=str(dst), body_model=StickBody())
 
 
 def test_corrupt_sample_is_named(amass, tmp_path):
@@ -268,7 +269,7 @@ def test_corrupt_sample_is_named(amass, tmp_path):
     with env.begin(write=True) as txn:
         txn.put(b"poses1", b"\x00" * 12)
     env.close()
-    source = AmassLMDB(dst, StickBody())
+    source = AmassLMDB(path=str(dst), body_model=StickBody())
     source[0]
     with pytest.raises(DataError, match=r"key `poses1` holds 12 bytes"):
         source[1]
@@ -283,7 +284,7 @@ def test_cli_preprocess_without_joints(amass, tmp_path):
     assert run.returncode == 0, run.stdout + run.stderr
     assert "sequences in the database" in run.stdout and f"│     {len(files)} │" in run.stdout.replace(" " * 10, "")
     assert "skipped CMU/01/c_poses.npz" in run.stdout
-    assert b"joints0" not in _dump(dst) and AmassLMDB(dst, StickBody())[0].pose.shape[1] == 22
+    assert b"joints0" not in _dump(dst) and AmassLMDB(path=str(dst), body_model=StickBody())[0].pose.shape[1] == 22
     bad = subprocess.run([sys.executable, "-m", "empose_framework", "-p", "no:smplh", "preprocess", "amass",
                           str(tmp_path / "missing"), str(dst), "--no-joints"], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "missing does not exist" in " ".join((bad.stdout + bad.stderr).split())

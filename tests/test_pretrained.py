@@ -55,7 +55,7 @@ def test_shipped_weights_are_registered_intact_and_small():
 
 
 def test_pack_register_resolve(tmp_path):
-    pt, card = pretrained.pack(f"pretrained:cmu_lgd_rnn_6", tmp_path / "mine", "mine", half=False,
+    pt, card = pretrained.pack("pretrained:cmu_lgd_rnn_6", tmp_path / "mine", "mine", half=False,
                                description="my copy", licence="mine")  # fmt: skip
     reg = Registry(entry_points=False, extra_plugins=[("cards", CardsPlugin(tmp_path / "mine"))])
     w = reg.get_weights("mine")
@@ -71,8 +71,9 @@ def test_pack_register_resolve(tmp_path):
     pt.write_bytes(pt.read_bytes()[:-10] + b"0123456789")
     with pytest.raises(DataError, match="does not match the sha256"):
         pretrained.resolve("pretrained:mine", reg)
-    with pytest.raises(PluginError, match="two plugins register the pretrained weights 'mine'"):
-        Registry(entry_points=False, extra_plugins=[("a", CardsPlugin(tmp_path / "mine")), ("b", CardsPlugin(tmp_path / "mine"))])
+    with pytest.raises(PluginError, match="two plugins register the pretrained weights 'mine'"):  # strict: fatal
+        Registry(entry_points=False, strict=True,
+                 extra_plugins=[("a", CardsPlugin(tmp_path / "mine")), ("b", CardsPlugin(tmp_path / "mine"))])
     with pytest.raises(EmposeError, match="unknown card field"):
         pretrained.make_weights("x", "x.pt", accuracy=1)
 

@@ -53,10 +53,10 @@ def _lmdb(tmp_path, ids):
 def test_shape_std_gives_each_clip_its_own_fixed_shape(tmp_path):
     ids = [f"CMU/{s:02d}/{s:02d}_0{t}_poses.npz" for s in range(1, 9) for t in range(1, 4)]
     db = _lmdb(tmp_path, ids)
-    stored = AmassLMDB(str(db), body_model=StickBody())
+    stored = AmassLMDB(path=str(db), body_model=StickBody())
     assert all(not stored[i].betas.any() for i in range(len(stored)))
-    src = AmassLMDB(str(db), body_model=StickBody(), shape_std=1.0)
-    again = AmassLMDB(str(db), body_model=StickBody(), shape_std=1.0, split="valid", split_by="folder")
+    src = AmassLMDB(path=str(db), body_model=StickBody(), shape_std=1.0)
+    again = AmassLMDB(path=str(db), body_model=StickBody(), shape_std=1.0, split="valid", split_by="folder")
     betas = np.stack([src[i].betas for i in range(len(src))])
     assert betas.shape == (len(ids), 10) and np.abs(betas).max() <= 2.0
     assert len({b.tobytes() for b in betas}) == len(ids)  # one per clip
@@ -75,8 +75,8 @@ def test_random_heading_turns_windows_about_the_up_axis():
     rng = np.random.default_rng(3)
     body = TinyBody()
     motions = ListMotions([random_motion(rng, 40, name=f"m{i}") for i in range(4)])
-    plain = VirtualEM(motions, sensors="em12", offsets=None, body_model=body)
-    turned = VirtualEM(motions, sensors="em12", offsets=None, random_heading=True, body_model=body)
+    plain = VirtualEM(motions=motions, sensors="em12", offsets=None, body_model=body)
+    turned = VirtualEM(motions=motions, sensors="em12", offsets=None, random_heading=True, body_model=body)
     a = next(plain.windows(4, 16, train=False, seed=0))
     b = next(turned.windows(4, 16, train=False, seed=0))
     assert torch.equal(b.sensors.pos, next(turned.windows(4, 16, train=False, seed=0)).sensors.pos)  # fixed in validation
@@ -108,7 +108,7 @@ def test_shipped_cmu_clips_read_like_the_originals():
     assert (CMU_CLIPS / "README.md").read_text().count("mocap.cs.cmu.edu") == 1
     if not BVH_DIR.is_dir():
         pytest.skip(f"the original BVH files are not at {BVH_DIR} (set EMPOSE_CMU_DIR) to compare with")
-    plain = BVHMotions(str(BVH_DIR), body_model=body)
+    plain = BVHMotions(path=str(BVH_DIR), body_model=body)
     assert plain.ids == clips.ids
     assert np.array_equal(plain[1].pose, clips[1].pose)
 
@@ -124,7 +124,7 @@ def test_cmu_corpus_preprocesses_through_the_user_path(tmp_path):
         (src / "CMU" / "02" / c.name).symlink_to(c)
     summary = run_preprocess("amass", src, tmp_path / "db", console=Console(file=io.StringIO()))
     assert summary.sequences == 3 and not summary.skipped
-    source = AmassLMDB(str(tmp_path / "db"), body_model=StickBody(), split_by="folder")
+    source = AmassLMDB(path=str(tmp_path / "db"), body_model=StickBody(), split_by="folder")
     for i, c in enumerate(clips):
         n24 = np.load(c)["poses"].shape[0]
         assert len(source[i]) == int(np.ceil(n24 / 24 * 60 - 1e-9))

@@ -6,7 +6,8 @@ from pathlib import Path
 
 
 def run(recipe, resume: Path | None = None, run_dir: Path | None = None, cross_subject: bool = False) -> Path:
-    """Train and/or evaluate as `recipe.data["task"]` says; returns the run folder.
+    """Train and/or evaluate as the recipe's `task` says; returns the run folder. The recipe's
+    environment variables are read here (`engine.schema.RunSettings.of`).
 
     `resume`: a run folder whose `checkpoints/last.pt` training continues from; `run_dir`: where a new
     run is written (default `<output>/<name>-<timestamp>`); `cross_subject`: evaluate the test sets'

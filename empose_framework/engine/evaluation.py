@@ -1,4 +1,4 @@
-"""Evaluation: whole sequences in chunks (reference §10.1), validation windows, and the tables.
+"""Evaluation: whole sequences in chunks (docs/method.md §10.1), validation windows, and the tables.
 
 Whole-sequence protocol: every sequence (root-normalised by its source) runs through the estimator in
 consecutive chunks of `chunk` frames (the last one shorter; `null` = one chunk), recurrent state
@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from empose_framework.engine.pooling import MetricInfo, Pool
-from empose_framework.interfaces import Batch, BodyPose, Estimator, Metric, Prediction
+from empose_framework.interfaces import Batch, BodyModel, BodyPose, Estimator, Metric, PosedBody, Prediction
 
 
 @dataclass
@@ -36,7 +36,7 @@ class NamedMetric:
 def metric_pose(prediction: Prediction, batch: Batch) -> BodyPose:
     """The pose the metrics score: the ground-truth shape when the estimator predicts none (§10.1)."""
     pose = prediction.pose
-    if prediction.extras.get("shape_estimated", True) is False or pose.betas is None:
+    if not prediction.shape_estimated or pose.betas is None:
         return BodyPose(pose.pose, batch.target.betas, pose.trans)
     return pose
 
@@ -74,13 +74,15 @@ def predict_sequence(estimator: Estimator, batch: Batch, chunk: int | None) -> B
     return BodyPose(torch.cat(poses, dim=1), betas)
 
 
-def metric_errors(metrics: list[NamedMetric], pred: BodyPose, batch: Batch) -> dict[str, list[np.ndarray]]:
-    """Per metric and batch entry: the (n, E) errors of the selected frames (§9 frame selection)."""
+def metric_errors(metrics: list[NamedMetric], pred: BodyPose, batch: Batch, body_model: BodyModel) -> dict[str, list[np.ndarray]]:
+    """Per metric and batch entry: the (n, E) errors of the selected frames (§9 frame selection). The
+    prediction and the truth are posed through `body_model` once, for all metrics (`PosedBody`)."""
     mask = batch.frame_mask()
     bsz, n_frames = mask.shape
+    posed, truth = PosedBody(pred, body_model), PosedBody(batch.target, body_model)
     out: dict[str, list[np.ndarray]] = {}
     for m in metrics:
-        err = m.metric.errors(pred, batch.target).reshape(bsz, n_frames, -1)
+        err = m.metric.errors(posed, truth).reshape(bsz, n_frames, -1)
         keep = mask
         support = int(m.metric.temporal_support)
         if support > 1:  # a frame counts only when every frame its error looks at counts
@@ -93,16 +95,18 @@ def metric_errors(metrics: list[NamedMetric], pred: BodyPose, batch: Batch) -> d
 
 @torch.no_grad()
 def evaluate_sequences(
-    estimator: Estimator, batches: Iterable[Batch], metrics: list[NamedMetric], chunk: int | None, progress=None
+    estimator: Estimator, batches: Iterable[Batch], metrics: list[NamedMetric], chunk: int | None, progress=None, *,
+    body_model: BodyModel,
 ) -> Pool:
-    """The per-sequence table of one test set (`progress(seq_id)` is called after each sequence)."""
+    """The per-sequence table of one test set (`progress(seq_id)` is called after each sequence); the
+    metrics pose bodies through `body_model`."""
     was_training = estimator.training
     estimator.eval()
     pool = Pool([m.info for m in metrics])
     try:
         for batch in batches:
             pred = predict_sequence(estimator, batch, chunk)
-            per_metric = metric_errors(metrics, pred, batch)
+            per_metric = metric_errors(metrics, pred, batch, body_model)
             used = batch.frame_mask().sum(dim=1).tolist()
             for b, seq_id in enumerate(batch.ids):
                 pool.add(seq_id, int(batch.seq_len[b]), int(used[b]), {k: v[b] for k, v in per_metric.items()})
@@ -207,7 +211,8 @@ def render_extremes(estimator: Estimator, batches: Iterable[Batch], pool: Pool, 
                 one = _entry(batch, b)
                 pred = predict_sequence(estimator, one, chunk)
                 t = int(one.seq_len[0])
-                err = by.metric.errors(pred, one.target).reshape(1, one.sensors.pos.shape[1], -1)[0, :t]
+                err = by.metric.errors(PosedBody(pred, body_model), PosedBody(one.target, body_model))
+                err = err.reshape(1, one.sensors.pos.shape[1], -1)[0, :t]
                 frame_err = torch.nan_to_num(err.double().mean(-1)).cpu().numpy() * one.frame_mask()[0, :t].cpu().numpy()
                 start = _worst_window(frame_err, int(RENDER_SECONDS * fps))
                 stem = f"{chosen[seq_id]}_{_safe(seq_id)}"

@@ -1,6 +1,6 @@
 """Pooling of per-(frame, joint) errors into the evaluation table: the one place that does it.
 
-As the original (reference §9–§10): a sequence's mean is the plain mean over its selected frames and
+As the original (docs/method.md §9–§10): a sequence's mean is the plain mean over its selected frames and
 evaluated joints, its STD the population STD (ddof 0) of those same entries; the overall row pools
 every entry of every sequence (frame-weighted, not a mean of sequence means).
 """

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 from rich.console import Console
 from rich.markup import escape
 from rich.text import Text
@@ -30,6 +31,7 @@ from empose_framework import __version__
 from empose_framework.engine import checkpoints, distributed
 from empose_framework.engine.components import Components, build, build_estimator, check_cross_subject, provenance
 from empose_framework.engine.evaluation import evaluate_sequences, render_extremes, render_table, write_table
+from empose_framework.engine.schema import RunSettings
 from empose_framework.engine.train import Trainer
 from empose_framework.errors import DataError, EmposeError
 from empose_framework.guard import FolderLock, Stopped, make_folder, terminate_as_interrupt
@@ -69,18 +71,18 @@ class Report:
 
 
 def execute(recipe, resume: Path | None = None, run_dir: Path | None = None, cross_subject: bool = False) -> Path:
-    data = recipe.data
-    info, device = distributed.init(data["device"])
+    settings = RunSettings.of(recipe)  # reads the recipe's environment variables
+    info, device = distributed.init(settings.device)
     report = Report(info.main)
     lock, created, ok = None, False, False
     try:
         with terminate_as_interrupt():
-            _threads(data["train"]["num_threads"], info, device, report)
+            _threads(settings.train.num_threads, info, device, report)
             from empose_framework.plugins import get_registry
 
             registry = get_registry()
             if cross_subject:
-                check_cross_subject(registry, recipe)
+                check_cross_subject(registry, settings)
             resume_ckpt = None
             if resume is not None:
                 run_dir = Path(resume)
@@ -88,16 +90,16 @@ def execute(recipe, resume: Path | None = None, run_dir: Path | None = None, cro
                     lock = FolderLock(run_dir, "training run").acquire()
                 resume_ckpt = _resume_checkpoint(run_dir, recipe)
             else:
-                run_dir, created, lock = _new_run_dir(Path(run_dir) if run_dir else None, data, info)
+                run_dir, created, lock = _new_run_dir(Path(run_dir) if run_dir else None, settings, info)
             stray = checkpoints.remove_stray_temporaries(run_dir / "checkpoints") if info.main else []
             report.open(run_dir / "train.log")
             report(f"run folder: {run_dir}" + (" (resumed)" if resume_ckpt else ""))
             for tmp in stray:
                 report(f"removed {tmp.name}, a partial checkpoint an earlier process left when it was killed", console=False)
-            if data["task"] == "train":
-                _train(registry, recipe, info, device, run_dir, report, resume_ckpt, cross_subject)
+            if settings.task == "train":
+                _train(registry, settings, info, device, run_dir, report, resume_ckpt, cross_subject)
             else:
-                _evaluate_only(registry, recipe, info, device, run_dir, report, cross_subject)
+                _evaluate_only(registry, settings, info, device, run_dir, report, cross_subject)
             ok = True
             return run_dir
     except SystemExit as exc:
@@ -138,16 +140,16 @@ def _seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _new_run_dir(explicit: Path | None, data: dict, info) -> tuple[Path, bool, FolderLock | None]:
+def _new_run_dir(explicit: Path | None, settings: RunSettings, info) -> tuple[Path, bool, FolderLock | None]:
     """(folder, whether this call created it, its lock on rank 0)."""
     created, lock = False, None
     if info.main:
         if explicit is None:
-            base = Path(data["output"]) / f"{data['name']}-{time.strftime('%Y%m%d-%H%M%S')}"
+            base = Path(settings.output) / f"{settings.name}-{time.strftime('%Y%m%d-%H%M%S')}"
             path, i = base, 1
             while path.exists():
                 path, i = Path(f"{base}-{i}"), i + 1
-            what = f"output: {data['output']}"
+            what = f"output: {settings.output}"
         else:
             path, what = explicit, f"--run-dir {explicit}"
         if path.exists() and not path.is_dir():
@@ -217,40 +219,43 @@ def _differences(a, b, prefix: str = "") -> list[str]:
     return [] if a == b else [prefix or "(recipe)"]
 
 
-def _write_run_files(registry, recipe, run_dir: Path, info, estimator_spec=None) -> None:
+def _write_run_files(registry, settings: RunSettings, run_dir: Path, info, estimator_spec=None) -> None:
+    """recipe.yaml (declared ${VAR}s unexpanded; an evaluate run records the checkpoint's estimator, the
+    one it used) and plugins.json."""
     if not info.main:
         return
-    (run_dir / "recipe.yaml").write_text(  # declared ${VAR}s stay unexpanded (the recorded form)
-        f"# resolved from {recipe.path} by empose {__version__}\n# command: {_command_line()}\n" + recipe.dump(recorded=True)
+    recorded = settings.recorded if estimator_spec is None else {**settings.recorded, "estimator": estimator_spec}
+    (run_dir / "recipe.yaml").write_text(
+        f"# resolved from {settings.path} by empose {__version__}\n# command: {_command_line()}\n"
+        + yaml.safe_dump(recorded, sort_keys=False)
     )
-    (run_dir / "plugins.json").write_text(json.dumps(provenance(registry, recipe, estimator_spec), indent=2))
+    (run_dir / "plugins.json").write_text(json.dumps(provenance(registry, settings, estimator_spec), indent=2))
 
 
 # ---------------------------------------------------------------------------------------- tasks
 
 
-def _train(registry, recipe, info, device, run_dir, report, resume_ckpt, cross_subject) -> None:
-    data = recipe.data
-    _seed(data["seed"])
-    comps = build(registry, recipe, device, need_train=True, cross_subject=cross_subject, log=report)
+def _train(registry, settings: RunSettings, info, device, run_dir, report, resume_ckpt, cross_subject) -> None:
+    _seed(settings.seed)
+    comps = build(registry, settings, device, need_train=True, cross_subject=cross_subject, log=report)
     sensor_names = tuple(comps.train.sensor_names)
-    torch.manual_seed(data["seed"])  # identical initial weights on every rank and every run
-    estimator = build_estimator(registry, data["estimator"], comps.body_model, sensor_names, device)
+    torch.manual_seed(settings.seed)  # identical initial weights on every rank and every run
+    estimator = build_estimator(registry, settings.estimator, comps.body_model, sensor_names, device)
     meta = {
         "format": checkpoints.FORMAT,
-        "estimator": data["estimator"],
+        "estimator": settings.estimator,
         "sensor_names": list(sensor_names),
-        "body_model": recipe.recorded["body_model"],
-        "recipe": recipe.recorded,
-        "source": f"trained by empose {__version__} from {recipe.path} in {run_dir}",
+        "body_model": settings.recorded["body_model"],
+        "recipe": settings.recorded,
+        "source": f"trained by empose {__version__} from {settings.path} in {run_dir}",
     }
-    trainer = Trainer(recipe, comps, estimator, device, info, run_dir, report, meta)
+    trainer = Trainer(settings, comps, estimator, device, info, run_dir, report, meta)
     if resume_ckpt is None:
-        if data["train"]["init"]:
-            _init_weights(estimator, data, sensor_names, recipe, report)
-        _write_run_files(registry, recipe, run_dir, info)
+        if settings.train.init:
+            _init_weights(registry, estimator, settings, sensor_names, report)
+        _write_run_files(registry, settings, run_dir, info)
         n_params = sum(p.numel() for p in estimator.parameters() if p.requires_grad)
-        report(f"training {data['estimator']['use']} ({n_params:,} parameters) on {device}"
+        report(f"training {settings.estimator['use']} ({n_params:,} parameters) on {device}"
                + (f" x {info.world} processes" if info.enabled else "") + f", torch threads {torch.get_num_threads()}")  # fmt: skip
     else:
         trainer.load_state(resume_ckpt)
@@ -273,26 +278,33 @@ def _train(registry, recipe, info, device, run_dir, report, resume_ckpt, cross_s
         raise SystemExit(128 + int(trainer.interrupt.signum))
     p = trainer.progress
     if p.best_step >= 0 and comps.valid is not None:
-        report(f"training done at step {p.step}; best validation {data['train']['select_on']} {p.best:.4g} at step {p.best_step}")
+        report(f"training done at step {p.step}; best validation {settings.train.select_on} {p.best:.4g} at step {p.best_step}")
     if info.main:
-        which = data["evaluate"]["use"]
+        which = settings.evaluate.use
         ckpt = checkpoints.load(run_dir / "checkpoints" / f"{which}.pt", map_location=device)
         checkpoints.load_weights(estimator, ckpt, run_dir / "checkpoints" / f"{which}.pt")
-        _evaluate_tests(comps, estimator, data, run_dir, report, which_weights=f"{which}.pt (step {ckpt['step']})",
+        _evaluate_tests(comps, estimator, settings, run_dir, report, which_weights=f"{which}.pt (step {ckpt['step']})",
                         cross_subject=cross_subject)  # fmt: skip
     distributed.barrier(info)
 
 
-def _init_weights(estimator, data, sensor_names, recipe, report) -> None:
+def _estimator_differences(registry, settings: RunSettings, spec: dict, where: str) -> list[str]:
+    """Keys in which the recipe's estimator differs from `spec` (a checkpoint's), defaults filled in."""
+    from empose_framework.recipes import check_spec
+
+    theirs, ours = check_spec(registry, "estimator", spec, settings.path, where), settings.estimator
+    return [k for k in sorted(set(theirs) | set(ours), key=str) if theirs.get(k) != ours.get(k)]
+
+
+def _init_weights(registry, estimator, settings: RunSettings, sensor_names, report) -> None:
     """Fine-tuning: start from `train.init` (a checkpoint or `pretrained:NAME`) of the same estimator."""
-    init = data["train"]["init"]
+    init = settings.train.init
     ckpt = checkpoints.load(init)
-    differs = [k for k in sorted(set(ckpt["estimator"]) | set(data["estimator"]), key=str)
-               if ckpt["estimator"].get(k) != data["estimator"].get(k)]  # fmt: skip
+    differs = _estimator_differences(registry, settings, ckpt["estimator"], "train.init")
     if differs or list(ckpt["sensor_names"]) != list(sensor_names):
         what = f"estimator settings {', '.join(differs)}" if differs else f"sensors {ckpt['sensor_names']}"
         raise EmposeError(
-            f"{recipe.path}: train.init: {init} was trained with other {what} than this recipe's estimator and sensors "
+            f"{settings.path}: train.init: {init} was trained with other {what} than this recipe's estimator and sensors "
             f"({sensor_names}). Fine-tuning needs the same network: copy the checkpoint's estimator spec "
             f"({ckpt['estimator']}) into the recipe's `estimator:` and use the same sensor set."
         )
@@ -300,29 +312,37 @@ def _init_weights(estimator, data, sensor_names, recipe, report) -> None:
     report(f"fine-tuning from {init} (step {ckpt['step']})")
 
 
-def _evaluate_only(registry, recipe, info, device, run_dir, report, cross_subject) -> None:
-    data = recipe.data
-    path = data["evaluate"]["checkpoint"]
+def _evaluate_only(registry, settings: RunSettings, info, device, run_dir, report, cross_subject) -> None:
+    path = settings.evaluate.checkpoint
     if not path:
         raise EmposeError(
-            f"{recipe.path}: evaluate.checkpoint: task 'evaluate' needs a checkpoint; add `evaluate: {{checkpoint: "
+            f"{settings.path}: evaluate.checkpoint: task 'evaluate' needs a checkpoint; add `evaluate: {{checkpoint: "
             "path/to/best.pt}` or pass `--set evaluate.checkpoint=...`."
         )
     ckpt = checkpoints.load(path, map_location=device)
-    _seed(data["seed"])
-    comps = build(registry, recipe, device, need_train=False, cross_subject=cross_subject, log=report)
-    if ckpt["body_model"].get("use") != data["body_model"].get("use"):
+    _seed(settings.seed)
+    comps = build(registry, settings, device, need_train=False, cross_subject=cross_subject, log=report)
+    if ckpt["body_model"].get("use") != settings.body_model["use"]:
         report(f"[yellow]note:[/] the checkpoint was trained with body model '{ckpt['body_model'].get('use')}', "
-               f"this recipe evaluates with '{data['body_model']['use']}'.")  # fmt: skip
+               f"this recipe evaluates with '{settings.body_model['use']}'.")  # fmt: skip
     _check_sensors(comps, ckpt, path)
     try:
         estimator = build_estimator(registry, ckpt["estimator"], comps.body_model, ckpt["sensor_names"], device)
     except EmposeError as exc:
         raise DataError(f"checkpoint {path}: its estimator cannot be built: {exc}") from None
+    if settings.estimator is not None:
+        differs = _estimator_differences(registry, settings, ckpt["estimator"], "evaluate.checkpoint")
+        if differs:
+            raise EmposeError(
+                f"{settings.path}: estimator: task 'evaluate' takes its estimator from evaluate.checkpoint ({path}), "
+                f"but the recipe (or a --set) gives one that differs in {', '.join(differs)}, which would be ignored. "
+                f"Remove `estimator:` and any `--set estimator...` (the checkpoint's is {ckpt['estimator']}), or "
+                "evaluate a checkpoint of that estimator (train it with `task: train`)."
+            )
     checkpoints.load_weights(estimator, ckpt, path)
-    _write_run_files(registry, recipe, run_dir, info, ckpt["estimator"])
+    _write_run_files(registry, settings, run_dir, info, ckpt["estimator"])
     if info.main:
-        _evaluate_tests(comps, estimator, data, run_dir, report, which_weights=f"{path} (step {ckpt['step']})",
+        _evaluate_tests(comps, estimator, settings, run_dir, report, which_weights=f"{path} (step {ckpt['step']})",
                         cross_subject=cross_subject)  # fmt: skip
 
 
@@ -340,13 +360,17 @@ def _check_sensors(comps: Components, ckpt: dict, path) -> None:
             )
 
 
-def _evaluate_tests(comps: Components, estimator, data, run_dir: Path, report, which_weights: str, cross_subject: bool) -> None:
+def _evaluate_tests(comps: Components, estimator, settings: RunSettings, run_dir: Path, report, which_weights: str,
+                    cross_subject: bool) -> None:  # fmt: skip
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     if not comps.test:
         report("no test sets to evaluate (data.test is empty or every optional set was skipped).")
         return
-    chunk = data["evaluate"]["chunk"]
+    chunk = settings.evaluate.chunk_for(estimator)
+    if settings.evaluate.chunk != chunk:
+        report(f"evaluating whole sequences {'at once' if chunk is None else f'in chunks of {chunk} frames'} "
+               f"(evaluate.chunk: {settings.evaluate.chunk}, the estimator's own)", console=False)
     for name, source in comps.test.items():
         label = f"{name}_holdout" if name in comps.hold_out else name
         try:
@@ -357,7 +381,7 @@ def _evaluate_tests(comps: Components, estimator, data, run_dir: Path, report, w
                       console=report.console, transient=True) as bar:  # fmt: skip
             task = bar.add_task("eval", total=total)
             pool = evaluate_sequences(estimator, source.sequences(device=estimator_device(estimator)), comps.metrics,
-                                      chunk, progress=lambda _id: bar.advance(task))  # fmt: skip
+                                      chunk, progress=lambda _id: bar.advance(task), body_model=comps.body_model)  # fmt: skip
         if len(pool) == 0:
             report(f"[yellow]test set '{label}' has no sequences[/]")
             continue
@@ -367,19 +391,19 @@ def _evaluate_tests(comps: Components, estimator, data, run_dir: Path, report, w
         overall = pool.overall()
         shown = ", ".join(f"{escape(m.header)} {overall[f'{m.name}_mean']:.2f} ± {overall[f'{m.name}_std']:.2f}" for m in pool.metrics)
         report(f"{label} overall ({overall['used_frames']} frames): {shown}; table in {csv_path}", console=False)
-        if data["evaluate"]["render"]:
-            _render_tests(comps, estimator, data, source, pool, run_dir / "eval" / "render" / label, report)
+        if settings.evaluate.render:
+            _render_tests(comps, estimator, settings, chunk, source, pool, run_dir / "eval" / "render" / label, report)
     for name, why in comps.skipped.items():
         report(f"[yellow]test set '{name}' skipped:[/] {escape(why)}")
 
 
-def _render_tests(comps: Components, estimator, data, source, pool, folder: Path, report) -> None:
+def _render_tests(comps: Components, estimator, settings: RunSettings, chunk, source, pool, folder: Path, report) -> None:
     """`evaluate.render: N`: videos of the N best and N worst sequences; a drawing problem is reported,
     never fatal (the tables are written already)."""
     try:
         render_extremes(estimator, source.sequences(device=estimator_device(estimator)), pool, comps.metrics,
-                        data["evaluate"]["render"], data["evaluate"]["chunk"], folder, comps.body_model,
-                        data["body_model"], log=lambda m: report(escape(m)))  # fmt: skip
+                        settings.evaluate.render, chunk, folder, comps.body_model, settings.body_model,
+                        log=lambda m: report(escape(m)))  # fmt: skip
     except EmposeError as exc:
         report(f"[yellow]could not draw the best and worst sequences:[/] {escape(exc.message)}")
 

@@ -2,8 +2,10 @@
 
 Reproducibility: the data order of epoch e is a function of (seed, e) only (the source's
 `windows(train=True, seed=...)`), and a checkpoint records how many of that epoch's batches were
-consumed, the optimizer and every RNG state. Resuming replays the epoch's stream up to that point and
-restores the RNGs, so on the CPU a resumed run ends with the same weights as an uninterrupted one.
+consumed, the optimizer and every RNG state. Resuming starts a seekable source's stream at that point
+(`windows(start=k)`; other sources are replayed up to it) and restores the RNGs, so on the CPU a resumed
+run ends with the same weights as an uninterrupted one. On CUDA a seekable source's batches are made ahead
+in a worker thread (`prefetch.py`), which changes no number: they come from the source's own generator.
 Evaluation runs inside a forked RNG state so it never shifts training randomness.
 
 Under torchrun each optimisation step takes `world` consecutive batches of the stream and rank r
@@ -17,7 +19,7 @@ import math
 import random
 import signal
 import time
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -30,9 +32,16 @@ from empose_framework.engine.components import Components
 from empose_framework.engine.distributed import DistInfo
 from empose_framework.engine.evaluation import evaluate_sequences, metric_errors, metric_pose
 from empose_framework.engine.pooling import Pool
+from empose_framework.engine.prefetch import Prefetcher
+from empose_framework.engine.schema import RunSettings
 from empose_framework.errors import EmposeError
 from empose_framework.guard import Stopped
 from empose_framework.interfaces import Batch, Estimator
+
+#: batches a seekable source's worker thread keeps ready ahead of the training step; on the CPU none by
+#: default: there the step already keeps every core busy through torch's threads, and a worker only
+#: competes with it (bench/training.py measured 0.6-0.7x the step rate on 2 cores, against 0.92-0.96x inline)
+PREFETCH, PREFETCH_CPU = 3, 0
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -119,15 +128,15 @@ class Interrupt:
 class Trainer:
     """One training run: the loop, validation and checkpoints (rank 0 writes), resumable state."""
 
-    def __init__(self, recipe, comps: Components, estimator: Estimator, device: torch.device, info: DistInfo,
+    def __init__(self, settings: RunSettings, comps: Components, estimator: Estimator, device: torch.device, info: DistInfo,
                  run_dir: Path, report, checkpoint_meta: dict):  # fmt: skip
-        self.recipe, self.comps, self.model, self.device, self.info = recipe, comps, estimator, device, info
-        self.cfg = recipe.data["train"]
-        self.seed = int(recipe.data["seed"])
+        self.settings, self.comps, self.model, self.device, self.info = settings, comps, estimator, device, info
+        self.cfg = settings.train
+        self.seed = settings.seed
         self.run_dir = run_dir
         self.report = report
         self.meta = checkpoint_meta
-        self.opt = torch.optim.Adam(self.model.parameters(), lr=self.cfg["lr"])
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=self.cfg.lr)
         self.progress = Progress()
         self.interrupt = Interrupt()
         self.writer = None
@@ -174,27 +183,28 @@ class Trainer:
             n = len(self.comps.train)
         except TypeError:
             return None
-        return math.ceil(n / self.cfg["batch_size"]) // self.info.world
+        return math.ceil(n / self.cfg.batch_size) // self.info.world
 
     def total_steps(self) -> int | None:
         per_epoch = self.steps_per_epoch()
-        by_epochs = None if per_epoch is None else per_epoch * self.cfg["epochs"]
-        caps = [s for s in (by_epochs, self.cfg["max_steps"]) if s is not None]
+        by_epochs = None if per_epoch is None else per_epoch * self.cfg.epochs
+        caps = [s for s in (by_epochs, self.cfg.max_steps) if s is not None]
         return min(caps) if caps else None
 
     def stream(self, epoch: int, skip: int) -> Iterator[tuple[Batch, int]]:
-        """(this rank's batch, stream batches consumed so far) for each step of `epoch`."""
-        it = self.comps.train.windows(
-            self.cfg["batch_size"], self.cfg["window"], train=True, seed=epoch_seed(self.seed, epoch), device=self.device
-        )
-        consumed = 0
-        for _ in range(skip):
-            if next(it, None) is None:
-                return
-            consumed += 1
-        if self._rng_to_restore is not None:  # after replaying: the sources own their RNG
-            set_rng_state(self._rng_to_restore)
-            self._rng_to_restore = None
+        """(this rank's batch, stream batches consumed so far) for each step of `epoch`, after the first
+        `skip` stream batches: a seekable source starts there, any other is replayed up to there."""
+        source = self.comps.train
+        kwargs = {"train": True, "seed": epoch_seed(self.seed, epoch), "device": self.device}
+        if getattr(source, "seekable", False):
+            it = source.windows(self.cfg.batch_size, self.cfg.window, **kwargs, start=skip)
+        else:
+            it = source.windows(self.cfg.batch_size, self.cfg.window, **kwargs)
+            for _ in range(skip):
+                if next(it, None) is None:
+                    return
+        consumed = skip
+        self._restore_rng()  # after replaying: the sources own their RNG
         while True:
             group = []
             for _ in range(self.info.world):
@@ -213,10 +223,10 @@ class Trainer:
         terms = {wl.name: wl.loss(prediction, batch) for wl in self.comps.losses}
         total = sum(wl.weight * terms[wl.name] for wl in self.comps.losses)
         if not torch.is_tensor(total):
-            raise EmposeError(f"{self.recipe.path}: losses: the recipe lists no training losses; add at least one.")
+            raise EmposeError(f"{self.settings.path}: losses: the recipe lists no training losses; add at least one.")
         total.backward()
-        if self.cfg["grad_clip"] is not None:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg["grad_clip"])
+        if self.cfg.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
         values = torch.stack([total.detach(), *(terms[wl.name].detach() for wl in self.comps.losses)])
         if self.info.enabled:
             torch.distributed.all_reduce(values)
@@ -224,7 +234,7 @@ class Trainer:
         values = values.tolist()
         if not math.isfinite(values[0]):
             raise EmposeError(
-                f"{self.recipe.path}: training diverged at step {self.progress.step + 1} (total loss {values[0]}). "
+                f"{self.settings.path}: training diverged at step {self.progress.step + 1} (total loss {values[0]}). "
                 "Lower train.lr, set train.grad_clip (e.g. 1.0), or check the data; the last good weights are in "
                 f"{self.run_dir / 'checkpoints' / 'last.pt'} (if an evaluation has run)."
             )
@@ -240,7 +250,7 @@ class Trainer:
         pool = Pool([m.info for m in self.comps.metrics])
         try:
             for batch in self.comps.valid.windows(
-                self.cfg["batch_size"], self.cfg["window"], train=False, seed=self.seed, device=self.device
+                self.cfg.batch_size, self.cfg.window, train=False, seed=self.seed, device=self.device
             ):
                 prediction = self.model(batch.sensors, batch.seq_len, batch.offsets)
                 n = len(batch.ids)
@@ -249,13 +259,13 @@ class Trainer:
                 for k, v in terms.items():
                     sums[k] = sums.get(k, 0.0) + v * n
                 count += n
-                errors = metric_errors(self.comps.metrics, metric_pose(prediction, batch), batch)
+                errors = metric_errors(self.comps.metrics, metric_pose(prediction, batch), batch, self.comps.body_model)
                 for b, seq_id in enumerate(batch.ids):
                     pool.add(seq_id, int(batch.seq_len[b]), 0, {k: v[b] for k, v in errors.items()})
         finally:
             self.model.train()
         if count == 0:
-            raise EmposeError(f"{self.recipe.path}: data.valid: the validation source yielded no data.")
+            raise EmposeError(f"{self.settings.path}: data.valid: the validation source yielded no data.")
         result = {f"loss/{k}": v / count for k, v in sums.items()}
         overall = pool.overall()
         for m in self.comps.metrics:
@@ -269,7 +279,7 @@ class Trainer:
             with isolated_rng():
                 if self.comps.valid is not None:
                     result = self.validate()
-                    key = "loss/total" if self.cfg["select_on"] == "loss" else f"metric/{self.cfg['select_on']}"
+                    key = "loss/total" if self.cfg.select_on == "loss" else f"metric/{self.cfg.select_on}"
                     value = result[key]
                     for k, v in result.items():
                         self.writer.add_scalar(f"{k.split('/')[0]}/valid/{k.split('/', 1)[1]}", v, p.step)
@@ -283,7 +293,7 @@ class Trainer:
                 else:
                     p.best_step = p.step
                     self.save("best.pt", resume=False)
-                if self.cfg["test_during_training"]:
+                if self.cfg.test_during_training:
                     self._monitor_tests()
             p.last_eval_step = p.step
             self.save("last.pt")
@@ -291,7 +301,8 @@ class Trainer:
 
     def _monitor_tests(self) -> None:
         for name, source in self.comps.test.items():
-            pool = evaluate_sequences(self.model, source.sequences(device=self.device), self.comps.metrics, self.cfg["eval_window"])
+            pool = evaluate_sequences(self.model, source.sequences(device=self.device), self.comps.metrics, self.cfg.eval_window,
+                                      body_model=self.comps.body_model)
             overall = pool.overall()
             for m in self.comps.metrics:
                 self.writer.add_scalar(f"metric/test-{name}/{m.name}", overall[f"{m.name}_mean"], self.progress.step)
@@ -317,21 +328,21 @@ class Trainer:
         if self.comps.valid is None and p.step == 0:
             self.report("[yellow]note:[/] no validation data (data.valid): best.pt is simply the latest evaluated weights.")
         total = self.total_steps()
-        with self.interrupt, self._bar(total) as bar:
+        with self.interrupt, self._bar(total) as bar, closing(self._batches()) as batches:  # closing: stop the worker
             task = bar.add_task("training", total=total, completed=p.step, loss=float("nan"))
             started, start_step = time.perf_counter(), p.step
             # The flag is checked right after a step (never between fetching a batch and using it), so
             # last.pt holds the state of a whole step and the RNG state before the next fetch.
             if self._stop_requested():
                 return self._interrupted()
-            for batch in self._batches():
+            for batch in batches:
                 losses = self.train_step(batch)
                 p.step += 1
                 self._log(losses, started, start_step)
                 bar.update(task, completed=p.step, loss=losses["total"])
                 for callback in self.on_step:
                     callback(self)
-                if p.step % self.cfg["eval_every"] == 0:
+                if p.step % self.cfg.eval_every == 0:
                     self.evaluate()
                 if self._stop_requested():
                     return self._interrupted()
@@ -348,14 +359,38 @@ class Trainer:
     def _batches(self) -> Iterator[Batch]:
         """This rank's batches from the current position to the end of training, keeping
         `progress.epoch` / `progress.consumed` in step with what has been handed out."""
-        p, max_steps = self.progress, self.cfg["max_steps"]
-        while p.epoch < self.cfg["epochs"]:
-            for batch, consumed in self.stream(p.epoch, p.consumed):
-                if max_steps is not None and p.step >= max_steps:
+        p, max_steps = self.progress, self.cfg.max_steps
+        items = self._positions(p.epoch, p.consumed)
+        depth = PREFETCH_CPU if self.device.type == "cpu" else PREFETCH
+        if depth and getattr(self.comps.train, "seekable", False):  # made ahead in a worker thread
+            self._restore_rng()  # the worker never touches the global RNGs
+            items = Prefetcher(items, depth, self.device)
+        try:
+            for epoch, batch, consumed in items:
+                if batch is None:  # the end of `epoch`
+                    p.epoch, p.consumed = epoch + 1, 0
+                elif max_steps is not None and p.step >= max_steps:
                     return
-                p.consumed = consumed
-                yield batch
-            p.epoch, p.consumed = p.epoch + 1, 0
+                else:
+                    p.consumed = consumed
+                    yield batch
+        finally:
+            items.close()
+
+    def _positions(self, epoch: int, skip: int) -> Iterator[tuple[int, Batch | None, int]]:
+        """(epoch, this rank's batch, stream batches of the epoch consumed) from the position (epoch,
+        skip) to the end of training; a batch None marks the end of an epoch."""
+        while epoch < self.cfg.epochs:
+            for batch, consumed in self.stream(epoch, skip):
+                yield epoch, batch, consumed
+            yield epoch, None, 0
+            epoch, skip = epoch + 1, 0
+
+    def _restore_rng(self) -> None:
+        """Restore the resumed checkpoint's RNG state once, right before its next batch is fetched."""
+        if self._rng_to_restore is not None:
+            set_rng_state(self._rng_to_restore)
+            self._rng_to_restore = None
 
     def _sync_buffers(self) -> None:
         """DDP keeps parameters identical but each rank updates BatchNorm statistics on its own
@@ -379,13 +414,14 @@ class Trainer:
             for k, v in losses.items():
                 self.writer.add_scalar(f"loss/train/{k}", v, p.step)
             self.writer.add_scalar("lr", self.opt.param_groups[0]["lr"], p.step)
-        if self.info.main and (p.step % self.cfg["log_every"] == 0 or p.step == 1):
+        if self.info.main and (p.step % self.cfg.log_every == 0 or p.step == 1):
             rate = (p.step - start_step) / max(time.perf_counter() - started, 1e-9)
             shown = " ".join(f"{k} {v:.5g}" for k, v in losses.items())
             self.report(f"step {p.step} epoch {p.epoch}: {shown} ({rate:.2f} steps/s)", console=False)
 
     def _bar(self, total):
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress as Bar, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+        from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+        from rich.progress import Progress as Bar
 
         return Bar(
             TextColumn("[progress.description]{task.description}"),

@@ -36,11 +36,6 @@ def pad_stack(arrays: list[np.ndarray], t: int) -> np.ndarray:
     return out
 
 
-def inside_mask(seq_len: torch.Tensor, t: int) -> torch.Tensor:
-    """(B, t) bool: frame index below the true length."""
-    return torch.arange(t, device=seq_len.device)[None, :] < seq_len[:, None]
-
-
 def normalise_root(pose: torch.Tensor, inside: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Make the first frame's root orientation the identity (§6.3 step 1): root_f := R0^T root_f.
     Returns the new pose (padding frames zero) and R0 (B, 3, 3)."""

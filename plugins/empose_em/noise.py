@@ -1,4 +1,4 @@
-"""Training-time sensor noise (reference §6.4), batched on the batch's device.
+"""Training-time sensor noise (docs/method.md §6.4), batched on the batch's device.
 
 Fixed with respect to the original (§13 item 10): the displacement uses the standard spherical form
 (|d| = rho exactly) with directions uniform on the sphere; every random number comes from the seeded
@@ -33,9 +33,19 @@ def spherical_noise(
 ) -> torch.Tensor:  # fmt: skip
     """Positions (B, T, S, 3) displaced, inside a window and for chosen sensors, by a vector of
     length U(0,1) * strength * ref_len / 2 in a uniformly random direction."""
-    b, t, s, _ = pos.shape
+    _, t, s, _ = pos.shape
+    return spherical_displace(pos, spherical_draws(seq_len, t, s, length, n_sensors, gen), ref_len, strength)
+
+
+def spherical_draws(seq_len: torch.Tensor, t: int, s: int, length: float, n_sensors: int, gen: torch.Generator):
+    """The random numbers of `spherical_noise`, in its order: (hit (B, T, S) bool, u (B, T, S, 3))."""
     hit = _windows_and_sensors(seq_len, t, s, length, n_sensors, gen)
-    u = torch.rand(b, t, s, 3, generator=gen)
+    return hit, torch.rand(seq_len.shape[0], t, s, 3, generator=gen)
+
+
+def spherical_displace(pos: torch.Tensor, draws: tuple, ref_len: torch.Tensor, strength: float) -> torch.Tensor:
+    """Apply spherical noise drawn by `spherical_draws` to positions (B, T, S, 3)."""
+    hit, u = draws
     rho = u[..., 0] * strength * ref_len.cpu().float()[:, None, None] / 2
     cos_phi = 2 * u[..., 1] - 1
     sin_phi = (1 - cos_phi.square()).clamp_min(0).sqrt()

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import numpy as np
 
+from empose_framework.envvars import expand_env_path
 from empose_framework.errors import DataError, EmposeError
-from empose_framework.params import expand_env_path
 
 _READ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, RuntimeError)
 
 
 def expand_env(value: str, where: str) -> tuple[Path, list[str]]:
-    """Expand `${VAR}` / `$VAR` in a path; an unset variable is an error naming it. Returns the path
+    """Expand `${VAR}` (and `${VAR:-default}`) in a path; an unset variable is an error naming it. Returns the path
     and the variables used (so later errors about the path can name them too)."""
     return expand_env_path(value, lambda name: EmposeError(
         f"{where}: the path '{value}' uses the environment variable {name}, which is not set. "
@@ -45,7 +45,7 @@ def read_key(f: np.lib.npyio.NpzFile, key: str, path: Path) -> np.ndarray:
     if key not in f.files:
         raise DataError(
             f"{path}: missing key '{key}' (the file has: {', '.join(f.files) or 'nothing'}). The file does "
-            "not follow the EM-POSE layout (reference §5.2/§5.3); regenerate or replace it."
+            "not follow the EM-POSE layout (docs/method.md §5.2/§5.3); regenerate or replace it."
         )
     try:
         return f[key]
@@ -61,7 +61,7 @@ def check_shape(arr: np.ndarray, shape: tuple, key: str, path: Path) -> None:
     ok = arr.ndim == len(shape) and all(s is None or s == a for s, a in zip(shape, arr.shape))
     if not ok:
         want = "(" + ", ".join("F" if s is None else str(s) for s in shape) + ")"
-        raise DataError(f"{path}: key '{key}' has shape {arr.shape}, expected {want} (reference §5.2/§5.3).")
+        raise DataError(f"{path}: key '{key}' has shape {arr.shape}, expected {want} (docs/method.md §5.2/§5.3).")
 
 
 def check_numeric(arr: np.ndarray, key: str, path: Path) -> np.ndarray:

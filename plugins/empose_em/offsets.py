@@ -1,4 +1,4 @@
-"""Sensor-to-skin offsets per subject (reference §4.5, §5.3, §6.3).
+"""Sensor-to-skin offsets per subject (docs/method.md §4.5, §5.3, §6.3).
 
 An `OffsetBank` holds, for N subjects and a list of sites, the mean translation `t` (in the skin
 frame of §4, metres), its covariance and the rotation offset `r`. A synthesised sensor is
@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from empose_framework.errors import DataError
 from empose_em.npzio import check_finite, check_numeric, check_rotations, check_shape, open_npz, read_key
 from empose_em.sensor_sets import EM12
+from empose_framework.errors import DataError
 
 EMBEDDED_SUBJECTS = ("embedded_1", "embedded_2", "embedded_3", "embedded_4")
 SUFFIX = "_offsets.npz"

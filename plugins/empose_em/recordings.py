@@ -1,4 +1,4 @@
-"""`empose_recordings`: the real EM-POSE recordings (reference §5), normalised as the test transform.
+"""`empose_recordings`: the real EM-POSE recordings (docs/method.md §5), normalised as the test transform.
 
 Layout (§5.1): `<root>/<subject>_<task>_M_clean.npz` per sequence (read non-recursively, sorted by
 file name), `<root>/<subject>_offsets.npz` per subject (used by `virtual_em`, not here: every
@@ -24,12 +24,13 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from empose_framework.errors import DataError, EmposeError
-from empose_framework.interfaces import Batch, BodyModel, BodyPose, SensorFrames, SensorOffsets, SensorSource, fit_betas
-from empose_framework.params import Param
-from empose_em.batching import batch_order, crop_starts, inside_mask, normalise_root, pad_stack
+from empose_em import schema
+from empose_em.batching import batch_order, crop_starts, normalise_root, pad_stack
 from empose_em.npzio import check_numeric, check_rotations, check_shape, expand_env, open_npz, read_key
 from empose_em.sensor_sets import EM12, resolve_sensors
+from empose_framework.errors import DataError, EmposeError
+from empose_framework.interfaces import Batch, BodyModel, BodyPose, SensorFrames, SensorOffsets, SensorSource, fit_betas
+from empose_framework.kinematics import inside_mask
 
 WHERE = "sensor source 'empose_recordings'"
 SEQ_SUFFIX = "_clean.npz"
@@ -38,32 +39,20 @@ SEQ_SUFFIX = "_clean.npz"
 class EMPoseRecordings(SensorSource):
     """The real EM-POSE recordings (*_clean.npz), normalised as the original test transform."""
 
-    params = (
-        Param("path", str, "${EM_DATA_REAL}", "EM-POSE data root (holds *_clean.npz and hold_out/)"),
-        Param("subjects", list[str | int] | None, None, "subject ids to read, e.g. ['0402', '0526'] (null = all)"),
-        Param("hold_out", bool, False, "read the hold-out subject's folder <path>/hold_out instead"),
-        Param("sensors", str | int | list[str], "em12", "'em6', 'em12' (or 6, 12) or a list of the 12 site names"),
-        Param("nonfinite", str, "error", "NaN/inf in a valid reading: 'error' or 'mask' (mark it missing)",
-              choices=("error", "mask")),
-        Param("normalisation", str, "original", "'original' (§5.4, published numbers) or 'consistent' (pivot-correct)",
-              choices=("original", "consistent")),
-    )  # fmt: skip
+    params = schema.EMPOSE_RECORDINGS
+    seekable = True  # `windows(start=k)`; all randomness from the pass's own generator
 
     def __init__(
         self,
-        path: str = "${EM_DATA_REAL}",
-        subjects: list | None = None,
-        hold_out: bool = False,
-        sensors="em12",
-        nonfinite: str = "error",
-        normalisation: str = "original",
         *,
+        path: str,
+        subjects: list | None,
+        hold_out: bool,
+        sensors,
+        nonfinite: str,
+        normalisation: str,
         body_model: BodyModel,
     ):
-        if nonfinite not in ("error", "mask"):
-            raise EmposeError(f"{WHERE}: 'nonfinite' must be 'error' or 'mask', got {nonfinite!r}.")
-        if normalisation not in ("original", "consistent"):
-            raise EmposeError(f"{WHERE}: 'normalisation' must be 'original' or 'consistent', got {normalisation!r}.")
         self.body_model = body_model
         self.nonfinite, self.normalisation = nonfinite, normalisation
         self.sensor_names = resolve_sensors(sensors, EM12, WHERE)
@@ -110,7 +99,7 @@ class EMPoseRecordings(SensorSource):
             if raw[key].shape[:1] != (n,) or raw[key].size != n * width:
                 raise DataError(
                     f"{path}: key '{key}' has shape {raw[key].shape}, expected {n} frames of 12 sensors "
-                    f"reshapeable to ({n}, {width}) (reference §5.2)."
+                    f"reshapeable to ({n}, {width}) (docs/method.md §5.2)."
                 )
         check_shape(raw["sensor_masks"], (n, 12), "sensor_masks", path)
         check_shape(raw["smpl_shape"], (10,), "smpl_shape", path)
@@ -151,14 +140,17 @@ class EMPoseRecordings(SensorSource):
     def __len__(self) -> int:
         return len(self._seqs)
 
-    def windows(self, batch_size: int, window: int, *, train: bool, seed: int, device="cpu") -> Iterator[Batch]:
-        """Windows normalised on their own first frame (like synthetic training windows)."""
+    def windows(self, batch_size: int, window: int, *, train: bool, seed: int, device="cpu", start: int = 0
+                ) -> Iterator[Batch]:  # fmt: skip
+        """Windows normalised on their own first frame (like synthetic training windows); `start=k` skips
+        the first k batches, drawing only their crops."""
         gen = torch.Generator().manual_seed(int(seed)) if train else None
-        for idx in batch_order(len(self._seqs), batch_size, gen):
+        for k, idx in enumerate(batch_order(len(self._seqs), batch_size, gen)):
             seqs = [self._seqs[int(i)] for i in idx]
             lengths = np.array([len(s["pose"]) for s in seqs])
             starts = crop_starts(lengths, window, train, gen)
-            yield self._batch(seqs, starts, np.minimum(starts + window, lengths), device)
+            if k >= start:
+                yield self._batch(seqs, starts, np.minimum(starts + window, lengths), device)
 
     def sequences(self, device="cpu") -> Iterator[Batch]:
         for s in self._seqs:

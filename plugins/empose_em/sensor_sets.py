@@ -1,18 +1,11 @@
-"""Named sensor sets and their resolution against a body model's sensor sites."""
+"""Sensor sets (the named ones live in `empose_framework.sites`) resolved against a body model's sensor sites."""
 
 from __future__ import annotations
 
 from typing import Iterable
 
 from empose_framework.errors import EmposeError
-from empose_smplh.constants import SENSOR_SITE_NAMES
-
-#: The 12 EM-POSE sensor sites in the reference's S order (§2.1), as the body models name them.
-EM12: tuple[str, ...] = SENSOR_SITE_NAMES
-#: S_CONFIG_6 = [0, 1, 2, 6, 7, 11]: pelvis, head, both forearms, both shanks.
-EM6: tuple[str, ...] = tuple(EM12[i] for i in (0, 1, 2, 6, 7, 11))
-
-SETS = {"em6": EM6, "em12": EM12}
+from empose_framework.sites import EM6, EM12, SETS  # noqa: F401 - the sets, re-exported for this plugin's modules
 
 
 def resolve_sensors(spec, available: Iterable[str], where: str) -> tuple[str, ...]:

@@ -27,22 +27,31 @@ into the frames after a dropout, and the table's `used_frames` shows how many fr
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Iterator
 
 import numpy as np
 import torch
 
-from empose_framework.errors import DataError, EmposeError
-from empose_framework.geometry import aa_to_rotmat, rotmat_to_aa
-from empose_framework.interfaces import (
-    Batch, BodyModel, BodyPose, MotionSource, SensorFrames, SensorOffsets, SensorSource, fit_betas,
-)
-from empose_framework.params import ComponentRef, Param
-from empose_em.batching import batch_order, crop_starts, inside_mask, normalise_root, pad_stack
-from empose_em.noise import spherical_noise, suppression_mask
+from empose_em import schema
+from empose_em.batching import batch_order, crop_starts, normalise_root, pad_stack
+from empose_em.noise import spherical_displace, spherical_draws, spherical_noise, suppression_mask
 from empose_em.npzio import expand_env
 from empose_em.offsets import OffsetBank, embedded_bank, load_bank, zero_bank
 from empose_em.sensor_sets import EM12, resolve_sensors
+from empose_framework.errors import DataError, EmposeError
+from empose_framework.geometry import aa_to_rotmat, rotmat_to_aa
+from empose_framework.interfaces import (
+    Batch,
+    BodyModel,
+    BodyPose,
+    MotionSource,
+    SensorFrames,
+    SensorOffsets,
+    SensorSource,
+    fit_betas,
+)
+from empose_framework.kinematics import inside_mask
 
 WHERE = "sensor source 'virtual_em'"
 #: Sites between which the spherical-noise reference length (thigh length) is measured.
@@ -52,53 +61,24 @@ REF_SITES = ("r_thigh", "r_shank")
 class VirtualEM(SensorSource):
     """Virtual EM sensors synthesised from any motion source on any body model (offsets, noise)."""
 
-    params = (
-        Param("motions", ComponentRef("motion_source"), doc="motions to put the sensors on"),
-        Param("sensors", str | int | list[str], "em12", "'em6', 'em12' (or 6, 12) or a list of body-model site names"),
-        Param(
-            "offsets", str | None, "embedded",
-            "'embedded' (built-in subjects), a folder of <subject>_offsets.npz (e.g. ${EM_DATA_REAL}), "
-            "one such file, or null (zero offsets)",
-        ),
-        Param(
-            "offset_noise", int, 0,
-            "training offsets (§6.3): -1 subject means, 0 one draw per sequence, 1 a draw per frame, "
-            "2 zero translation, 3 zero translation and identity rotation",
-            choices=(-1, 0, 1, 2, 3),
-        ),
-        Param("spherical_noise_strength", float, 0.0, "max displacement, as a fraction of half the thigh length (0..1)", min=0, max=1),
-        Param("spherical_noise_length", float, 0.0, "fraction of each window displaced (0..1); 0 = off", min=0, max=1),
-        Param("suppression_noise_length", float, 0.0, "fraction of each window with sensors dropped (0..1); 0 = off", min=0, max=1),
-        Param("noise_sensors", int, 1, "sensors per window affected by spherical or suppression noise", min=0),
-        Param("suppression_value", float, 0.0, "value written into dropped readings (they are also marked invalid)"),
-        Param(
-            "noise_seed", int | None, None,
-            "evaluation noise: null keeps test sequences and validation windows clean (subject mean offsets); "
-            "an integer applies offset_noise, spherical and suppression noise there too, drawn per sequence "
-            "from (noise_seed, index), identical on every run",
-        ),
-        Param(
-            "random_heading", bool, False,
-            "turn each training and validation window about the up axis of its first frame (training: a random "
-            "angle; validation: a fixed one per window), so a model learns every heading, not only the "
-            "first frame's: needed for long sequences in which the person turns",
-        ),
-    )  # fmt: skip
+    seekable = True  # `windows(start=k)`; all randomness from the pass's own generator
+
+    params = schema.VIRTUAL_EM
 
     def __init__(
         self,
-        motions: MotionSource,
-        sensors="em12",
-        offsets: str | None = "embedded",
-        offset_noise: int = 0,
-        spherical_noise_strength: float = 0.0,
-        spherical_noise_length: float = 0.0,
-        suppression_noise_length: float = 0.0,
-        noise_sensors: int = 1,
-        suppression_value: float = 0.0,
-        noise_seed: int | None = None,
-        random_heading: bool = False,
         *,
+        motions: MotionSource,
+        sensors,
+        offsets: str | None,
+        offset_noise: int,
+        spherical_noise_strength: float,
+        spherical_noise_length: float,
+        suppression_noise_length: float,
+        noise_sensors: int,
+        suppression_value: float,
+        noise_seed: int | None,
+        random_heading: bool,
         body_model: BodyModel,
     ):
         self.motions = motions
@@ -106,15 +86,6 @@ class VirtualEM(SensorSource):
         self.sensor_names = resolve_sensors(sensors, body_model.sensor_sites, WHERE)
         if len(motions) == 0:
             raise DataError(f"{WHERE}: the motion source {type(motions).__name__} holds no motions.")
-        if offset_noise not in (-1, 0, 1, 2, 3):
-            raise EmposeError(f"{WHERE}: 'offset_noise' must be -1, 0, 1, 2 or 3 (reference §6.3), got {offset_noise}.")
-        for name, value in (
-            ("spherical_noise_strength", spherical_noise_strength),
-            ("spherical_noise_length", spherical_noise_length),
-            ("suppression_noise_length", suppression_noise_length),
-        ):
-            if not 0.0 <= value <= 1.0:
-                raise EmposeError(f"{WHERE}: '{name}' must lie in [0, 1], got {value}.")
         if spherical_noise_strength > 0 and spherical_noise_length == 0:
             raise EmposeError(
                 f"{WHERE}: 'spherical_noise_strength' is {spherical_noise_strength} but 'spherical_noise_length' "
@@ -133,8 +104,6 @@ class VirtualEM(SensorSource):
                     f"{WHERE}: spherical noise scales with the thigh length, measured between the sites "
                     f"{REF_SITES}, but the body model has no site {missing}. Turn spherical noise off."
                 )
-        if noise_seed is not None and noise_seed < 0:
-            raise EmposeError(f"{WHERE}: 'noise_seed' must be a non-negative integer or null, got {noise_seed}.")
         self.offset_noise, self.noise_seed, self.random_heading = offset_noise, noise_seed, random_heading
         self.sph_strength, self.sph_length = spherical_noise_strength, spherical_noise_length
         self.sup_length, self.noise_sensors, self.sup_value = suppression_noise_length, noise_sensors, suppression_value
@@ -160,19 +129,47 @@ class VirtualEM(SensorSource):
         """Windows per pass (one per motion)."""
         return len(self.motions)
 
-    def windows(self, batch_size: int, window: int, *, train: bool, seed: int, device="cpu") -> Iterator[Batch]:
+    def windows(self, batch_size: int, window: int, *, train: bool, seed: int, device="cpu", start: int = 0
+                ) -> Iterator[Batch]:  # fmt: skip
+        """`start=k` positions the pass at batch k: the first k batches' random numbers are drawn (reading
+        those motions only when the draws depend on their lengths), nothing is synthesised."""
         gen = torch.Generator().manual_seed(int(seed)) if train else None
-        for idx in batch_order(len(self.motions), batch_size, gen):
+        for k, idx in enumerate(batch_order(len(self.motions), batch_size, gen)):
+            if k < start:
+                if train:
+                    self._train_draws(self._skipped_lengths(idx, window), window, gen)
+                continue
             motions = [self.motions[int(i)] for i in idx]
             lengths = np.array([len(m) for m in motions])
-            starts = crop_starts(lengths, window, train, gen)
-            stops = np.minimum(starts + window, lengths)
             if train:
-                subjects = torch.randint(len(self.offsets), (len(idx),), generator=gen).numpy()
-            else:
-                subjects = idx % len(self.offsets)
-            yield self._batch(motions, starts, stops, subjects, gen, device, None if train else idx,
-                              turn=self.random_heading)
+                yield self._batch(motions, self._train_draws(lengths, window, gen), device)
+                continue
+            starts = crop_starts(lengths, window, False, None)
+            angles = heading_angles(len(idx), None, idx) if self.random_heading else None
+            draws = Draws(starts, np.minimum(starts + window, lengths), idx % len(self.offsets), angles)
+            yield self._batch(motions, draws, device, eval_indices=idx)
+
+    def _skipped_lengths(self, idx: np.ndarray, window: int) -> np.ndarray:
+        """Motion lengths for positioning: read only when per-frame offsets or noise make the draws depend
+        on them (otherwise any length gives the same draws)."""
+        if self.offset_noise == 1 or self.sph_length > 0 or self.sup_length > 0:
+            return np.array([len(self.motions[int(i)]) for i in idx])
+        return np.full(len(idx), window)
+
+    def _train_draws(self, lengths: np.ndarray, window: int, gen: torch.Generator) -> "Draws":
+        """Every random number of one training batch, always in this order: crops, subjects, headings,
+        offsets, spherical noise, suppression noise."""
+        b, s = len(lengths), len(self.sensor_names)
+        starts = crop_starts(lengths, window, True, gen)
+        stops = np.minimum(starts + window, lengths)
+        subjects = torch.randint(len(self.offsets), (b,), generator=gen).numpy()
+        seq_len = torch.as_tensor(stops - starts)
+        t = int(seq_len.max())
+        angles = heading_angles(b, gen, None) if self.random_heading else None
+        offsets = self._offset_draws(b, t, gen)
+        sph = spherical_draws(seq_len, t, s, self.sph_length, self.noise_sensors, gen) if self.sph_length > 0 else None
+        drop = suppression_mask(seq_len, t, s, self.sup_length, self.noise_sensors, gen) if self.sup_length > 0 else None
+        return Draws(starts, stops, subjects, angles, offsets, sph, drop)
 
     def sequences(self, device="cpu") -> Iterator[Batch]:
         """Every motion whole, in order; noisy (the same every run) when `noise_seed` is set."""
@@ -188,67 +185,69 @@ class VirtualEM(SensorSource):
     def _sequences(self, device) -> Iterator[Batch]:
         for i in range(len(self.motions)):
             m = self.motions[i]
-            yield self._batch([m], np.array([0]), np.array([len(m)]), np.array([i % len(self.offsets)]), None, device,
-                              np.array([i]))
+            draws = Draws(np.array([0]), np.array([len(m)]), np.array([i % len(self.offsets)]))
+            yield self._batch([m], draws, device, eval_indices=np.array([i]))
 
     # ------------------------------------------------------------------ synthesis
     @torch.no_grad()
-    def _batch(self, motions, starts, stops, subjects, gen: torch.Generator | None, device, indices=None,
-               turn: bool = False) -> Batch:
-        """Synthesise one batch. `gen` draws the training randomness; None means evaluation, where the
-        motion `indices` seed the per-sequence evaluation noise when `noise_seed` is set (else none).
-        `turn`: random headings (`random_heading`)."""
+    def _batch(self, motions, d: "Draws", device, eval_indices=None) -> Batch:
+        """Synthesise one batch. Training (`eval_indices` None): `d` holds all its random numbers.
+        Evaluation: the motion `eval_indices` seed the per-sequence evaluation noise when `noise_seed` is
+        set (else there is none)."""
         bm = self.body_model.to(device)
         for m in motions:
             if m.pose.ndim != 3 or m.pose.shape[-1] != 3 or len(m) == 0:
                 raise DataError(f"{WHERE}: motion '{m.id}' has pose shape {m.pose.shape}, expected (T>0, J, 3).")
-        t_max = int((stops - starts).max())
-        pose = pad_stack([m.pose[a:b] for m, a, b in zip(motions, starts, stops)], t_max)
-        seq_len = torch.as_tensor(stops - starts, device=device)
+        lengths = d.stops - d.starts
+        t_max = int(lengths.max())
+        pose = pad_stack([m.pose[a:b] for m, a, b in zip(motions, d.starts, d.stops)], t_max)
+        seq_len = torch.as_tensor(lengths, device=device)
         pose = torch.as_tensor(pose, device=device)
         betas = torch.as_tensor(np.stack([fit_betas(m.betas, bm.n_betas) for m in motions]), device=device)
         inside = inside_mask(seq_len, t_max)
         pose, _ = normalise_root(pose, inside)
-        if turn:
-            pose = turn_heading(pose, inside, heading_angles(len(motions), gen, indices).to(device))
+        if d.angles is not None:
+            pose = turn_heading(pose, inside, d.angles.to(device))
         b, s = len(motions), len(self.sensor_names)
         trans = torch.zeros(b, t_max, 3, device=device)
         target = BodyPose(pose, betas, trans)
 
-        subj = torch.as_tensor(subjects, device=device)
+        subj = torch.as_tensor(d.subjects, device=device)
+        training = eval_indices is None
         eval_gens = None
-        if gen is None and self.noise_seed is not None:
-            eval_gens = [torch.Generator().manual_seed(eval_noise_seed(self.noise_seed, int(i))) for i in indices]
-            t_off, r_off, model_offsets = self._eval_offsets(subj, seq_len, t_max, eval_gens, device)
+        if training:
+            t_off, r_off, model_offsets = self._offsets(subj, d.offsets, self.offset_noise, device)
+        elif self.noise_seed is not None:
+            eval_gens = [torch.Generator().manual_seed(eval_noise_seed(self.noise_seed, int(i))) for i in eval_indices]
+            t_off, r_off, model_offsets = self._eval_offsets(subj, lengths, t_max, eval_gens, device)
         else:
-            t_off, r_off, model_offsets = self._offsets(subj, b, t_max, gen, device)
+            t_off, r_off, model_offsets = self._offsets(subj, None, -1, device)
         pos, ori = bm.sensor_frames(target, self.sensor_names, SensorOffsets(t_off, r_off))
         keep = inside[:, :, None]
-        padded = bool((seq_len < t_max).any())
-        if padded:  # padding frames carry no reading
+        if (lengths < t_max).any():  # padding frames carry no reading
             pos = torch.where(keep[..., None], pos, torch.zeros_like(pos))
             ori = torch.where(keep[..., None, None], ori, torch.zeros_like(ori))
         valid = keep.expand(b, t_max, s).clone()
 
-        noisy = gen is not None or eval_gens is not None
+        noisy = training or eval_gens is not None
         if noisy and self.sph_length > 0:
             ref_pos, _ = bm.sensor_frames(BodyPose(pose[:, :1], betas, trans[:, :1]), REF_SITES)
             ref_len = (ref_pos[:, 0, 0] - ref_pos[:, 0, 1]).norm(dim=-1)
-            if gen is not None:
-                pos = spherical_noise(pos, seq_len, ref_len, self.sph_strength, self.sph_length, self.noise_sensors, gen)
+            if training:
+                pos = spherical_displace(pos, d.spherical, ref_len, self.sph_strength)
             else:  # per sequence, over its own length: independent of batching
                 pos = pos.clone()
                 for e, g in enumerate(eval_gens):
-                    n = int(seq_len[e])
+                    n = int(lengths[e])
                     pos[e : e + 1, :n] = spherical_noise(pos[e : e + 1, :n], seq_len[e : e + 1], ref_len[e : e + 1],
                                                          self.sph_strength, self.sph_length, self.noise_sensors, g)
         if noisy and self.sup_length > 0:
-            if gen is not None:
-                drop = suppression_mask(seq_len, t_max, s, self.sup_length, self.noise_sensors, gen)
+            if training:
+                drop = d.drop
             else:
                 drop = torch.zeros(b, t_max, s, dtype=torch.bool)
                 for e, g in enumerate(eval_gens):
-                    n = int(seq_len[e])
+                    n = int(lengths[e])
                     drop[e, :n] = suppression_mask(seq_len[e : e + 1], n, s, self.sup_length, self.noise_sensors, g)[0]
             drop = drop.to(device) & keep
             valid &= ~drop
@@ -259,13 +258,14 @@ class VirtualEM(SensorSource):
         ids = [m.id for m in motions]
         # Training: suppressed sensors do not spoil the ground truth, the frame still counts (as in the
         # original). Evaluation: only frames with every sensor valid count (the EM-POSE metric protocol).
-        frame_valid = inside if gen is not None else inside & valid.all(dim=-1)
+        frame_valid = inside if training else inside & valid.all(dim=-1)
         return Batch(sensors, target, seq_len, ids, model_offsets, frame_valid=frame_valid)
 
-    def _eval_offsets(self, subj: torch.Tensor, seq_len: torch.Tensor, t: int, gens: list, device):
+    def _eval_offsets(self, subj: torch.Tensor, lengths: np.ndarray, t: int, gens: list, device):
         """`_offsets` at this source's `offset_noise` level, drawn sequence by sequence from its own
         generator over its own length (frame-wise draws are padded with the last frame)."""
-        parts = [self._offsets(subj[e : e + 1], 1, int(seq_len[e]), g, device) for e, g in enumerate(gens)]
+        parts = [self._offsets(subj[e : e + 1], self._offset_draws(1, int(lengths[e]), g), self.offset_noise, device)
+                 for e, g in enumerate(gens)]  # fmt: skip
         model = SensorOffsets(torch.cat([p[2].t for p in parts]), torch.cat([p[2].r for p in parts]))
         if self.offset_noise != 1:
             return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]), model
@@ -275,26 +275,48 @@ class VirtualEM(SensorSource):
 
         return torch.cat([pad(p[0]) for p in parts]), torch.cat([pad(p[1]) for p in parts]), model
 
-    def _offsets(self, subj: torch.Tensor, b: int, t: int, gen, device):  # gen None: subject means
-        """Offsets to synthesise with, and those handed to the model (§6.3 step 3: always the subject
-        means, identity rotation at level 3, even when the synthesis used sampled or zero values)."""
+    def _offset_draws(self, b: int, t: int, gen: torch.Generator) -> torch.Tensor | None:
+        """The normal draws of `_offsets` at this source's level: one per sequence (B, S, 3, 1) at level 0,
+        one per frame (B, T, S, 3, 1) at level 1, none otherwise."""
+        s = len(self.sensor_names)
+        if self.offset_noise == 0:
+            return torch.randn(b, s, 3, 1, generator=gen)
+        if self.offset_noise == 1:
+            return torch.randn(b, t, s, 3, 1, generator=gen)
+        return None
+
+    def _offsets(self, subj: torch.Tensor, z: torch.Tensor | None, level: int, device):
+        """Offsets to synthesise with at `level` (-1: subject means) from the draws `z`, and those handed
+        to the model (§6.3 step 3: always the subject means, identity rotation at level 3, even when the
+        synthesis used sampled or zero values)."""
         means, sqrt_cov, r = self.offsets.tensors(device)
         m, rr = means[subj], r[subj]  # (B, S, 3), (B, S, 3, 3)
-        level = self.offset_noise if gen is not None else -1
-        s = m.shape[1]
+        b, s = m.shape[:2]
         if level == 3:
             rr = torch.eye(3, device=device).expand(b, s, 3, 3)
         model = SensorOffsets(m, rr)
         if level == -1:
             return m, rr, model
         if level == 0:
-            z = torch.randn(b, s, 3, 1, generator=gen).to(device)
-            return m + (sqrt_cov[subj] @ z)[..., 0], rr, model
+            return m + (sqrt_cov[subj] @ z.to(device))[..., 0], rr, model
         if level == 1:
-            z = torch.randn(b, t, s, 3, 1, generator=gen).to(device)
-            t_off = m[:, None] + (sqrt_cov[subj][:, None] @ z)[..., 0]
-            return t_off, rr[:, None].expand(b, t, s, 3, 3), model
+            t_off = m[:, None] + (sqrt_cov[subj][:, None] @ z.to(device))[..., 0]
+            return t_off, rr[:, None].expand(b, z.shape[1], s, 3, 3), model
         return torch.zeros_like(m), rr, model
+
+
+@dataclass
+class Draws:
+    """Where a batch's windows lie, whose offsets each gets, and (training) every random number its
+    synthesis uses: drawn up front so that a pass can be positioned by drawing without synthesising."""
+
+    starts: np.ndarray
+    stops: np.ndarray
+    subjects: np.ndarray
+    angles: torch.Tensor | None = None  # headings (`random_heading`)
+    offsets: torch.Tensor | None = None  # `_offset_draws`
+    spherical: tuple | None = None  # `spherical_draws`
+    drop: torch.Tensor | None = None  # `suppression_mask`
 
 
 def eval_noise_seed(noise_seed: int, index: int) -> int:

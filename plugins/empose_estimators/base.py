@@ -9,15 +9,11 @@ forward on the same frames whenever nothing looks across frames in both directio
 (BatchNorm per frame) and with shape averaging off or causal (`causal_shape_average`). With window
 shape averaging (the original's), a `step()` averages over the frames it is given: frame by frame
 that is a per-frame shape, and reset + `step(chunk)` per chunk is the original's chunked evaluation
-(reference §10.1: LSTM state carried, shape averaged per chunk).
+(docs/method.md §10.1: LSTM state carried, shape averaged per chunk).
 
-`Prediction.extras` keys written by every estimator here:
-- `loss_form`: "l1" (LGD, reference §8.3) or "mse" (ResNet/RNN, §8.2): what the `pose` loss uses by default;
-- `shape_estimated`: False when the estimator predicts no shape (betas are then zeros; the original
-  uses ground-truth betas for its metrics in that case, §10.1);
-- `sensors`: the SensorFrames the network saw (its own sensors, invalid readings zeroed);
-- `offsets`: the SensorOffsets of those sensors (or None).
-LGD adds `iterates` and `sensor_iterates` (see `empose_estimators.lgd`).
+Every estimator here fills the Prediction fields `loss_form` ("l1" for LGD, docs/method.md §8.3; "mse" for
+ResNet/RNN, §8.2), `shape_estimated` (False without a shape head), `sensors` and `offsets` (its own
+sensors as the network saw them); LGD adds `iterates` and `sensor_iterates` (see `empose_estimators.lgd`).
 """
 
 from __future__ import annotations
@@ -29,19 +25,7 @@ import torch
 
 from empose_framework.errors import EmposeError
 from empose_framework.interfaces import BodyPose, Estimator, Prediction, SensorFrames, SensorOffsets
-from empose_framework.params import Param
-
-IO_PARAMS = (
-    Param("use_pos", bool, True, "feed sensor positions (3 per sensor) to the network"),
-    Param("use_ori", bool, True, "feed sensor orientations (9 per sensor, rotation matrices row-major)"),
-)
-
-SHAPE_AVERAGE_PARAMS = (
-    Param("average_shape", bool, False, "one shape per window: average the per-frame shapes over the window's "
-          "frames (padding included, as the original)"),
-    Param("causal_shape_average", bool, False, "with average_shape: average over the frames seen so far instead "
-          "of the whole window, so that windowed and streamed outputs agree frame by frame"),
-)  # fmt: skip
+from empose_framework.kinematics import inside_mask
 
 
 @dataclass
@@ -59,10 +43,13 @@ class EMPoseEstimator(Estimator):
     """Common base: sizes from the body model and sensor names, input building, streaming."""
 
     streamable = True
+    #: True: run the plain module path with autograd gradient inputs, never the fast paths (the
+    #: closed-form gradient, the folded inference plan); what those are tested and benchmarked against.
+    reference = False
 
     def _init_io(self, body_model, sensor_names, use_pos: bool, use_ori: bool) -> None:
         """Record sizes from the components. The body model is kept out of the module (no parameters,
-        buffers or state_dict keys of its own; reference §13 item 29); move it to the device yourself."""
+        buffers or state_dict keys of its own; docs/method.md §13 item 29); move it to the device yourself."""
         if not (use_pos or use_ori):
             raise EmposeError(
                 f"estimator {type(self).__name__}: use_pos and use_ori are both false, so the network would "
@@ -79,6 +66,7 @@ class EMPoseEstimator(Estimator):
         self.pose_size = 3 * self.n_joints
         self.input_size = len(names) * (3 * self.use_pos + 9 * self.use_ori)
         self._stream = None
+        self._plans: dict[str, list] = {}  # folded inference plans (layers.FoldedMLPs.cached slots)
 
     @property
     def body_model(self):
@@ -89,8 +77,7 @@ class EMPoseEstimator(Estimator):
         """Select this estimator's sensors, zero invalid readings (the original's behaviour) and build
         the per-frame input [positions sensor-major (S*3), orientations row-major (S*9)] (§7.1)."""
         b, t = sensors.pos.shape[:2]
-        inside = torch.arange(t, device=sensors.pos.device)[None, :] < seq_len.to(sensors.pos.device)[:, None]
-        frame_mask = inside & sensors.valid.all(dim=-1)
+        frame_mask = inside_mask(seq_len, t, sensors.pos.device) & sensors.valid.all(dim=-1)
         if tuple(sensors.names) != self.sensor_names:
             missing = [n for n in self.sensor_names if n not in sensors.names]
             if missing:
@@ -111,14 +98,15 @@ class EMPoseEstimator(Estimator):
             parts.append(seen.ori.reshape(b, t, -1))
         return Inputs(torch.cat(parts, dim=-1), seen, frame_mask, seq_len, offsets)
 
-    def _prediction(self, inp: Inputs, pose: torch.Tensor, betas: torch.Tensor | None, **extras) -> Prediction:
-        """Wrap flat outputs (B, T, 3J) and (B, T, K) or None into a Prediction with the common extras."""
+    def _prediction(self, inp: Inputs, pose: torch.Tensor, betas: torch.Tensor | None, **fields) -> Prediction:
+        """Wrap flat outputs (B, T, 3J) and (B, T, K) or None into a Prediction with the common fields
+        (and the estimator's own `fields`, e.g. LGD's iterates)."""
         b, t = pose.shape[:2]
         estimated = betas is not None
         if betas is None:
             betas = pose.new_zeros(b, t, self.n_betas)
-        common = {"loss_form": self.loss_form, "shape_estimated": estimated, "sensors": inp.seen, "offsets": inp.offsets}
-        return Prediction(BodyPose(pose.reshape(b, t, self.n_joints, 3), betas), {**common, **extras})
+        return Prediction(BodyPose(pose.reshape(b, t, self.n_joints, 3), betas), loss_form=self.loss_form,
+                          shape_estimated=estimated, sensors=inp.seen, offsets=inp.offsets, **fields)
 
     # ------------------------------------------------------------------ streaming
     def forward(self, sensors: SensorFrames, seq_len: torch.Tensor, offsets: SensorOffsets | None = None) -> Prediction:

@@ -1,6 +1,6 @@
 """`empose import-checkpoint`: released EM-POSE model folders -> empose checkpoint + recipe.
 
-A released folder holds `config.json` (the original's command-line flags, reference §7.6) and
+A released folder holds `config.json` (the original's command-line flags, docs/method.md §7.6) and
 `model.pth` (a dict whose `model_state_dict` holds the network, §7.7). The estimator is rebuilt from
 the flags, the body-model entries (`smpl.*`) are dropped, and every remaining key must match the
 rebuilt module exactly (names and shapes), so a wrong or truncated file fails with the keys at fault.
@@ -16,9 +16,11 @@ from types import SimpleNamespace
 import torch
 import yaml
 
+from empose_framework.api import save_checkpoint
 from empose_framework.errors import DataError
+from empose_framework.sites import SETS
 
-#: The original's defaults (reference §7.6) for the flags that shape the network.
+#: The original's defaults (docs/method.md §7.6) for the flags that shape the network.
 ORIGINAL_DEFAULTS = {
     "m_type": "rnn", "m_estimate_shape": False, "m_shape_hidden_size": 256, "m_dropout": 0.0,
     "m_hidden_size": 1024, "m_num_layers": 2, "m_learn_init_state": False, "m_bidirectional": False,
@@ -28,7 +30,7 @@ ORIGINAL_DEFAULTS = {
     "use_marker_pos": False, "use_marker_ori": False, "use_marker_nor": False, "n_markers": 12,
 }  # fmt: skip
 
-#: Sizes of the released models' body (SMPL-H body pose of 22 joints, 10 betas; reference §2.2).
+#: Sizes of the released models' body (SMPL-H body pose of 22 joints, 10 betas; docs/method.md §2.2).
 RELEASED_BODY = SimpleNamespace(n_pose_joints=22, n_betas=10)
 #: Chunk length of the original's real-data evaluation for LGD models; ResNet/RNN run whole sequences (§10.1).
 LGD_EVAL_CHUNK = 256
@@ -80,15 +82,12 @@ def spec_from_config(config: dict, where: str) -> tuple[dict, str]:
     return spec, sensors
 
 
-def build_estimator(spec: dict, sensor_names, body_model=RELEASED_BODY):
-    """Construct the estimator class named by `spec["use"]` (a built-in) with the spec's params."""
-    from empose_estimators.lgd import LGD
-    from empose_estimators.resnet import ResNet
-    from empose_estimators.rnn import RNN
+def build_estimator(spec: dict, sensor_names, body_model=RELEASED_BODY, registry=None):
+    """The estimator `spec` names, built by the registry (default: the installed plugins') with the
+    spec's params."""
+    from empose_framework.plugins import get_registry
 
-    cls = {"resnet": ResNet, "rnn": RNN, "lgd": LGD}[spec["use"]]
-    params = {k: v for k, v in spec.items() if k != "use"}
-    return cls(**params, body_model=body_model, sensor_names=tuple(sensor_names))
+    return (registry or get_registry()).build("estimator", spec, body_model=body_model, sensor_names=tuple(sensor_names))
 
 
 def _load_pth(path: Path) -> dict:
@@ -156,10 +155,8 @@ def convert_state_dict(state: dict, estimator, where: str) -> dict:
     return {k: state[k].to(expected[k].dtype) for k in expected}
 
 
-def import_checkpoint(model_dir, out, force: bool = False) -> dict:
+def import_checkpoint(model_dir, out, force: bool = False, registry=None) -> dict:
     """Convert MODEL_DIR (config.json + model.pth) into OUT/checkpoint.pt and OUT/recipe.yaml."""
-    from empose_em.sensor_sets import SETS
-    from empose_framework.engine.checkpoints import FORMAT, save_atomic
 
     model_dir, out = Path(model_dir), Path(out)
     config_path, pth_path = model_dir / "config.json", model_dir / "model.pth"
@@ -179,7 +176,7 @@ def import_checkpoint(model_dir, out, force: bool = False) -> dict:
     spec, sensor_set = spec_from_config(config, str(config_path))
     sensor_names = list(SETS[sensor_set])
     raw = _load_pth(pth_path)
-    estimator = build_estimator(spec, sensor_names)
+    estimator = build_estimator(spec, sensor_names, registry=registry)
     state = convert_state_dict(_state_dict_of(raw, pth_path), estimator, str(pth_path))
     estimator.load_state_dict(state, strict=True)
 
@@ -197,22 +194,14 @@ def import_checkpoint(model_dir, out, force: bool = False) -> dict:
     }
     meta = raw if isinstance(raw, dict) and "model_state_dict" in raw else {}
     step = int(meta.get("global_step", 0) or 0)
-    checkpoint = {
-        "format": FORMAT,
-        "estimator": spec,
-        "sensor_names": sensor_names,
-        "body_model": {"use": "smplh"},
-        "model": state,
-        "recipe": recipe,
-        "step": step,
-        "source": (
-            f"imported by `empose import-checkpoint` from {model_dir.resolve()} (EM-POSE model {model_id}, "
-            f"m_type {config['m_type']}, {len(sensor_names)} sensors, iteration {meta.get('iteration')}, "
-            f"epoch {meta.get('epoch')}, global step {meta.get('global_step')})"
-        ),
-    }
+    source = (
+        f"imported by `empose import-checkpoint` from {model_dir.resolve()} (EM-POSE model {model_id}, "
+        f"m_type {config['m_type']}, {len(sensor_names)} sensors, iteration {meta.get('iteration')}, "
+        f"epoch {meta.get('epoch')}, global step {meta.get('global_step')})"
+    )
     out.mkdir(parents=True, exist_ok=True)
-    save_atomic(checkpoint, ckpt_path)
+    save_checkpoint(ckpt_path, estimator=spec, sensor_names=sensor_names, body_model={"use": "smplh"}, model=state,
+                    recipe=recipe, step=step, source=source)  # fmt: skip
     recipe_path.write_text(
         f"# Evaluates the released EM-POSE model {model_id} (imported from {model_dir.resolve()}).\n"
         "# Needs the SMPL-H model ($SMPL_MODELS) and the EM-POSE recordings ($EM_DATA_REAL).\n"

@@ -1,4 +1,4 @@
-"""Building blocks of the EM-POSE networks (reference §7.2).
+"""Building blocks of the EM-POSE networks (docs/method.md §7.2).
 
 Module and attribute names are part of the checkpoint format: they reproduce the original's
 `state_dict` keys (`input_to_hidden`, `batch_norm`, `activation_fn`, `hidden_to_output`,
@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+NATIVE_LSTM_FRAMES = 64  # B*T up to which the CPU LSTM runs PyTorch's kernel instead of oneDNN's
 
 
 def _batch_norm(width: int) -> nn.BatchNorm1d:
@@ -80,7 +82,7 @@ class RNNLayer(nn.Module):
 
     The learned initial state maps the first frame's input through `to_init_state_h` / `to_init_state_c`
     (Linear(in, layers*directions*hidden), reshaped to (layers*directions, B, hidden)). It fixes the
-    original's bugs (h and c swapped, batch size 1, bidirectional shapes; reference §13 item 13), so
+    original's bugs (h and c swapped, batch size 1, bidirectional shapes; docs/method.md §13 item 13), so
     weights trained with the original's learned state would not behave the same; no released model
     uses it."""
 
@@ -122,4 +124,84 @@ class RNNLayer(nn.Module):
             out, new_state = self.lstm(packed, state)
             out, _ = pad_packed_sequence(out, batch_first=True, total_length=t)
             return out, new_state
-        return self.lstm(x, state)
+        # oneDNN's LSTM costs ~10x PyTorch's own kernel on a few frames (streaming), and wins on long inputs
+        if x.device.type != "cpu" or x.shape[0] * t > NATIVE_LSTM_FRAMES:
+            return self.lstm(x, state)
+        before = torch.backends.mkldnn.set_flags(False, None, None, None)[0]  # only the "enabled" flag
+        try:
+            return self.lstm(x, state)
+        finally:
+            torch.backends.mkldnn.set_flags(before, None, None, None)
+
+
+class FoldedMLPs:
+    """Eval-mode inference of MLPs of one layout that read the same input, in a few large kernels.
+
+    Each BatchNorm is folded into the Linear before it and the nets' layers are stacked, so a layer of
+    every net is one batched matmul (`baddbmm`); the narrower outputs are zero-padded and cut. Equal to
+    the modules in eval mode up to float rounding. Built from the weights as they are; `cached` rebuilds
+    it whenever a weight or running statistic changed (optimiser step, `load_state_dict`, `.to()`)."""
+
+    def __init__(self, mlps: list[MLP]):
+        self.sizes = [m.hidden_to_output.out_features for m in mlps]
+        width = max(self.sizes)
+        groups = [_folded_layers(m, width) for m in mlps]
+        self.layers = []
+        for layer in zip(*groups):
+            w = torch.stack([w for w, _, _, _ in layer])  # (M, in, out)
+            b = torch.stack([b for _, b, _, _ in layer])[:, None]  # (M, 1, out)
+            a = None if layer[0][2] is None else torch.stack([a for _, _, a, _ in layer]).reshape(-1, 1, 1)
+            self.layers.append((w, b, a, layer[0][3]))
+
+    @classmethod
+    def cached(cls, mlps: list[MLP], slot: list) -> "FoldedMLPs":
+        """The plan for `mlps`, reusing the one in `slot` ([key, plan]) while its weights are unchanged."""
+        key = tuple((t.data_ptr(), t._version) for m in mlps for t in (*m.parameters(), *m.buffers()))
+        if not slot or slot[0] != key:
+            slot[:] = [key, cls(mlps)]
+        return slot[1]
+
+    def __call__(self, x: torch.Tensor) -> list[torch.Tensor]:
+        lead = x.shape[:-1]
+        h = x.reshape(1, -1, x.shape[-1]).expand(len(self.sizes), -1, -1)
+        skip = None
+        for w, b, a, mark in self.layers:
+            if mark == "open":
+                skip = h
+            h = torch.baddbmm(b, h, w)
+            if a is not None:
+                h = torch.where(h > 0, h, h * a)
+            if mark == "close" and skip is not None:
+                h = h + skip
+        return [h[i, :, :n].reshape(*lead, n) for i, n in enumerate(self.sizes)]
+
+
+def _folded_layers(mlp: MLP, width: int) -> list:
+    """(W^T (in, out), bias (out,), PReLU slope or None, skip mark) per Linear of `mlp`, BatchNorm folded in;
+    the output layer padded to `width`. Skip marks: "open" where a residual block starts, "close" where it ends."""
+
+    def fold(linear: nn.Linear, bn: nn.Module):
+        w, b = linear.weight.detach(), linear.bias.detach()
+        if isinstance(bn, nn.BatchNorm1d):
+            scale = bn.weight.detach() / torch.sqrt(bn.running_var + bn.eps)
+            w, b = w * scale[:, None], (b - bn.running_mean) * scale + bn.bias.detach()
+        return w.t().contiguous(), b
+
+    def prelu(act: nn.PReLU) -> torch.Tensor:
+        if act.weight.numel() != 1:
+            raise ValueError("FoldedMLPs supports single-slope PReLU only")
+        return act.weight.detach().reshape(())
+
+    out = [(*fold(mlp.input_to_hidden, mlp.batch_norm), prelu(mlp.activation_fn), None)]
+    for block in mlp.hidden_layers:
+        mods = list(block.layers)
+        linears = [i for i, m in enumerate(mods) if isinstance(m, nn.Linear)]
+        for n, i in enumerate(linears):
+            bn = mods[i + 1] if isinstance(mods[i + 1], nn.BatchNorm1d) else None
+            act = next(m for m in mods[i + 1 :] if isinstance(m, nn.PReLU))
+            mark = ("open" if n == 0 else "close") if block.skip else None
+            out.append((*fold(mods[i], bn), prelu(act), mark))
+    w, b = fold(mlp.hidden_to_output, None)
+    pad = width - w.shape[1]
+    out.append((nn.functional.pad(w, (0, pad)), nn.functional.pad(b, (0, pad)), None, None))
+    return out

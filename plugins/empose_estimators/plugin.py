@@ -1,14 +1,18 @@
 """Registers the EM-POSE estimators and the `import-checkpoint` command. Light on purpose: no torch
 (or typer) import at module level; `empose list-plugins` imports this module."""
 
+from empose_estimators import schema
 from empose_framework import hookimpl
 
 
 @hookimpl
 def register_estimators(register):
-    register("resnet", "empose_estimators.resnet:ResNet", "Frame-wise residual MLP (the paper's ResNet baseline)")
-    register("rnn", "empose_estimators.rnn:RNN", "LSTM; bidirectional: true is the paper's BiRNN (offline only)")
-    register("lgd", "empose_estimators.lgd:LGD", "Learned gradient descent with optional RNN initialiser (LGD, LGD RNN)")
+    register("resnet", "empose_estimators.resnet:ResNet", "Frame-wise residual MLP (the paper's ResNet baseline)",
+             params=schema.RESNET)
+    register("rnn", "empose_estimators.rnn:RNN", "LSTM; bidirectional: true is the paper's BiRNN (offline only)",
+             params=schema.RNN)
+    register("lgd", "empose_estimators.lgd:LGD", "Learned gradient descent with optional RNN initialiser (LGD, LGD RNN)",
+             params=schema.LGD)
 
 
 @hookimpl

@@ -1,19 +1,12 @@
-"""The frame-wise residual MLP baseline ("ResNet", reference §7.3)."""
+"""The frame-wise residual MLP baseline ("ResNet", docs/method.md §7.3)."""
 
 from __future__ import annotations
 
 from torch import nn
 
-from empose_framework.params import Param
-from empose_estimators.base import IO_PARAMS, SHAPE_AVERAGE_PARAMS, EMPoseEstimator, average_over_time
+from empose_estimators import schema
+from empose_estimators.base import EMPoseEstimator, average_over_time
 from empose_estimators.layers import MLP, ResidualBlock
-
-SHAPE_HEAD_PARAMS = (
-    Param("estimate_shape", bool, False, "add the shape head (an MLP without BatchNorm on the last features)"),
-    Param("shape_hidden", int, 256, "hidden width of the shape head (2 dense blocks)", min=1),
-    Param("hidden_dropout", float, 0.0, "dropout inside the shape head", min=0, max=1),
-    Param("skip_connections", bool, False, "residual skip around each dense block of the shape head"),
-)
 
 
 def shape_head(features: int, n_betas: int, hidden: int, dropout: float, skip: bool) -> MLP:
@@ -26,18 +19,11 @@ class ResNet(EMPoseEstimator):
 
     Causal (each frame on its own), so it streams; `forward` and `step` give identical frames."""
 
-    params = (
-        Param("hidden", int, 1024, "width H of every layer", min=1),
-        Param("blocks", int, 2, "number of residual blocks", min=1),
-        *SHAPE_HEAD_PARAMS,
-        *SHAPE_AVERAGE_PARAMS,
-        *IO_PARAMS,
-    )
+    params = schema.RESNET
     loss_form = "mse"
 
-    def __init__(self, hidden=1024, blocks=2, estimate_shape=False, shape_hidden=256, hidden_dropout=0.0,
-                 skip_connections=False, average_shape=False, causal_shape_average=False, use_pos=True,
-                 use_ori=True, *, body_model, sensor_names):  # fmt: skip
+    def __init__(self, *, hidden, blocks, estimate_shape, shape_hidden, hidden_dropout, skip_connections,
+                 average_shape, causal_shape_average, use_pos, use_ori, body_model, sensor_names):  # fmt: skip
         super().__init__()
         self._init_io(body_model, sensor_names, use_pos, use_ori)
         self.from_input = nn.Linear(self.input_size, hidden)

@@ -1,13 +1,13 @@
-"""The LSTM baselines: "RNN" (unidirectional, streams) and "BiRNN" (offline only), reference §7.4."""
+"""The LSTM baselines: "RNN" (unidirectional, streams) and "BiRNN" (offline only), docs/method.md §7.4."""
 
 from __future__ import annotations
 
 from torch import nn
 
-from empose_framework.params import Param
-from empose_estimators.base import IO_PARAMS, SHAPE_AVERAGE_PARAMS, EMPoseEstimator, average_over_time
+from empose_estimators import schema
+from empose_estimators.base import EMPoseEstimator, average_over_time
 from empose_estimators.layers import RNNLayer
-from empose_estimators.resnet import SHAPE_HEAD_PARAMS, shape_head
+from empose_estimators.resnet import shape_head
 
 
 class RNN(EMPoseEstimator):
@@ -16,22 +16,11 @@ class RNN(EMPoseEstimator):
     The unidirectional RNN streams with its LSTM state carried; the BiRNN looks at future frames and
     refuses to stream."""
 
-    params = (
-        Param("hidden", int, 1024, "LSTM hidden size H (per direction)", min=1),
-        Param("layers", int, 2, "number of stacked LSTM layers", min=1),
-        Param("bidirectional", bool, False, "bidirectional LSTM (the paper's BiRNN; offline only)"),
-        Param("dropout", float, 0.0, "dropout on the LSTM's input", min=0, max=1),
-        Param("learn_init_state", bool, False, "learn the initial LSTM state from the first frame's input "
-              "(the original's buggy variant is fixed, see layers.RNNLayer)"),
-        *SHAPE_HEAD_PARAMS,
-        *SHAPE_AVERAGE_PARAMS,
-        *IO_PARAMS,
-    )  # fmt: skip
+    params = schema.RNN
     loss_form = "mse"
 
-    def __init__(self, hidden=1024, layers=2, bidirectional=False, dropout=0.0, learn_init_state=False,
-                 estimate_shape=False, shape_hidden=256, hidden_dropout=0.0, skip_connections=False,
-                 average_shape=False, causal_shape_average=False, use_pos=True, use_ori=True, *, body_model,
+    def __init__(self, *, hidden, layers, bidirectional, dropout, learn_init_state, estimate_shape, shape_hidden,
+                 hidden_dropout, skip_connections, average_shape, causal_shape_average, use_pos, use_ori, body_model,
                  sensor_names):  # fmt: skip
         super().__init__()
         self._init_io(body_model, sensor_names, use_pos, use_ori)

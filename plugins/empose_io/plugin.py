@@ -6,12 +6,14 @@ from pathlib import Path
 from typing import List, Optional
 
 from empose_framework import hookimpl
+from empose_io import schema
 
 
 @hookimpl
 def register_sensor_sources(register):
     register("sensor_file", "empose_io.sensor_file:SensorFileSource",
-             "Your own trackers: a plain sensor file (.npz or .csv), root-normalised on the back sensor")
+             "Your own trackers: a plain sensor file (.npz or .csv), root-normalised on the back sensor",
+             params=schema.SENSOR_FILE)
 
 
 @hookimpl

@@ -90,10 +90,10 @@ def resolve_input(text: str, sets: list[str], data: str | None, body_model, regi
 
 
 def _build(spec: dict, body_model, registry, where: str, checked: bool = False):
-    from empose_framework.recipes import _Validator
+    from empose_framework.recipes import check_spec
 
     if not checked:
-        spec = _Validator(Path(where), registry).component("sensor_source", spec, "input")
+        spec = check_spec(registry, "sensor_source", spec, where, "input")
     spec = {k: v for k, v in spec.items() if k != "optional"}
     return registry.build("sensor_source", spec, body_model=body_model)
 
@@ -114,7 +114,7 @@ def predict_batch(model: Model, batch: Batch, chunk: int | None = CHUNK, progres
         out = est(sensors, batch.seq_len.clamp(max=n), batch.offsets)
         pose_chunks, shape = [out.pose.pose[0]], out.pose.betas[0]
         betas = shape[0] if shape.dim() == 2 else shape
-        if out.extras.get("shape_estimated", True) is False:
+        if not out.shape_estimated:
             betas = torch.zeros_like(betas)
         if progress:
             progress(n)
@@ -128,7 +128,7 @@ def predict_batch(model: Model, batch: Batch, chunk: int | None = CHUNK, progres
             if betas is None:
                 shape = out.pose.betas[0]
                 betas = shape[0] if shape.dim() == 2 else shape
-                if out.extras.get("shape_estimated", True) is False:
+                if not out.shape_estimated:
                     betas = torch.zeros_like(betas)
             if progress:
                 progress(b - a)
@@ -169,25 +169,15 @@ def run_predict(model_spec: str, input_text: str, out: Path, sets=(), data=None,
     written, used = [], set()
     with tempfile.TemporaryDirectory(prefix="empose-predict-") as tmp:
         sources = resolve_input(input_text, list(sets), data, model.body_model, registry, Path(tmp))
-        missing = [n for n in model.sensor_names if n not in sources[0][1].sensor_names]
-        if missing:
-            raise EmposeError(
-                f"{input_text}: the model ({model.source}) reads the sensors {list(model.sensor_names)}, but the input "
-                f"has no {missing} (it has {list(sources[0][1].sensor_names)}). Fix: add readings for {missing} (NaN where "
-                "not recorded), or use a model trained for the input's sensors.")
+        _check_sensors(model, sources[0][1], input_text)
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("frames"),
                       TimeRemainingColumn(), console=console, transient=True) as bar:  # fmt: skip
-            for label, source in sources:
-                for batch in source.sequences(device=device):
-                    name = safe_name(batch.ids[0])
-                    base, i = name, 1
-                    while name in used:
-                        name, i = f"{base}_{i}", i + 1
-                    used.add(name)
-                    task = bar.add_task(f"predicting {name}", total=int(batch.seq_len[0]))
-                    pose, betas = predict_batch(model, batch, chunk, lambda k, t=task: bar.advance(t, k))
-                    written.append(_write(model, batch, pose, betas, out, name, bvh, joints, units, motion_file, export))
-                    bar.remove_task(task)
+            for batch in (b for _, source in sources for b in source.sequences(device=device)):
+                name = _unique_name(safe_name(batch.ids[0]), used)
+                task = bar.add_task(f"predicting {name}", total=int(batch.seq_len[0]))
+                pose, betas = predict_batch(model, batch, chunk, lambda k, t=task: bar.advance(t, k))
+                written.append(_write(model, batch, pose, betas, out, name, bvh, joints, units, motion_file, export))
+                bar.remove_task(task)
     for w in written:
         console.print(f"{w['name']}: {w['frames']} frames -> " + ", ".join(str(Path(p).name) for k, p in w.items()
                                                                       if k not in ("name", "frames")))
@@ -197,6 +187,25 @@ def run_predict(model_spec: str, input_text: str, out: Path, sets=(), data=None,
             console.print(f"{w['name']}: rendered {w['render']}")
     console.print(f"wrote {len(written)} sequence(s) to {out}")
     return written
+
+
+def _check_sensors(model, source, input_text: str) -> None:
+    """The input must have every sensor the model reads (a missing reading may be NaN, an absent sensor not)."""
+    missing = [n for n in model.sensor_names if n not in source.sensor_names]
+    if missing:
+        raise EmposeError(
+            f"{input_text}: the model ({model.source}) reads the sensors {list(model.sensor_names)}, but the input "
+            f"has no {missing} (it has {list(source.sensor_names)}). Fix: add readings for {missing} (NaN where "
+            "not recorded), or use a model trained for the input's sensors.")
+
+
+def _unique_name(name: str, used: set[str]) -> str:
+    """`name`, or `name_1`, `name_2`, ... when taken, so that sequences with equal names keep separate files."""
+    base, i = name, 1
+    while name in used:
+        name, i = f"{base}_{i}", i + 1
+    used.add(name)
+    return name
 
 
 def _write(model, batch, pose, betas, out, name, bvh, joints, units, motion_file, export) -> dict:

@@ -377,32 +377,21 @@ class Scene:
             m[1](draw, False)
 
     def _markers(self, p, t: Track, i) -> list:
-        """(depth, draw(draw, filled)) per sensor marker, far to near."""
-        out = []
+        """(depth, draw(draw, filled)) per sensor marker, far to near: rings at the body's sensor sites,
+        squares with their axes at the valid readings."""
         r = 0.012 * self.size * SS
+        out = []
         if t.sites is not None:
             x, y, d = self.px(t.sites[i], p)
-            for k in range(len(t.site_names)):
-                def ring(draw, filled, x=x[k], y=y[k]):
-                    box = (x - r * 0.8, y - r * 0.8, x + r * 0.8, y + r * 0.8)
-                    draw.ellipse(box, fill=(255, 255, 255) if filled else None, outline=(20, 20, 20), width=SS)
-                out.append((d[k], ring))
+            out += [(d[k], _ring(x[k], y[k], r)) for k in range(len(t.site_names))]
         if t.readings is not None:
             x, y, d = self.px(t.readings[i], p)
             axis_len = 0.07  # metres
             for k in range(len(t.reading_names)):
-                if not t.reading_valid[i, k]:
-                    continue
-                ends = t.readings[i, k][None] + axis_len * t.reading_ori[i, k].T  # rows: tips of x, y, z axes
-                ex, ey, _ = self.px(ends, p)
-
-                def square(draw, filled, x=x[k], y=y[k], ex=ex, ey=ey):
-                    if filled:
-                        for j, col in enumerate(((220, 30, 30), (20, 160, 40), (30, 60, 220))):
-                            draw.line([(x, y), (ex[j], ey[j])], fill=col, width=2 * SS)
-                    box = (x - r, y - r, x + r, y + r)
-                    draw.rectangle(box, fill=(250, 215, 40) if filled else None, outline=(20, 20, 20), width=SS)
-                out.append((d[k], square))
+                if t.reading_valid[i, k]:
+                    ends = t.readings[i, k][None] + axis_len * t.reading_ori[i, k].T  # rows: tips of x, y, z axes
+                    ex, ey, _ = self.px(ends, p)
+                    out.append((d[k], _square(x[k], y[k], ex, ey, r)))
         out.sort(key=lambda m: m[0])
         return out
 
@@ -461,6 +450,30 @@ def _right_text(draw, text: str, right: float, y: float, width: float, font, fil
             text = text[:-1]
         text += "…"
     draw.text((right - draw.textlength(text, font=font), y), text, font=font, fill=fill)
+
+
+def _ring(x: float, y: float, r: float):
+    """Drawer of a sensor-site marker at pixel (x, y): a white disc when visible (`filled`), else its outline."""
+
+    def draw_ring(draw, filled: bool) -> None:
+        box = (x - r * 0.8, y - r * 0.8, x + r * 0.8, y + r * 0.8)
+        draw.ellipse(box, fill=(255, 255, 255) if filled else None, outline=(20, 20, 20), width=SS)
+
+    return draw_ring
+
+
+def _square(x: float, y: float, ex: np.ndarray, ey: np.ndarray, r: float):
+    """Drawer of a sensor-reading marker at pixel (x, y): when visible (`filled`) its x, y, z axes (to the tips
+    ex, ey) in red, green, blue under a yellow square, else the square's outline."""
+
+    def draw_square(draw, filled: bool) -> None:
+        if filled:
+            for j, col in enumerate(((220, 30, 30), (20, 160, 40), (30, 60, 220))):
+                draw.line([(x, y), (ex[j], ey[j])], fill=col, width=2 * SS)
+        box = (x - r, y - r, x + r, y + r)
+        draw.rectangle(box, fill=(250, 215, 40) if filled else None, outline=(20, 20, 20), width=SS)
+
+    return draw_square
 
 
 def _polygon_filler(draw, palette):

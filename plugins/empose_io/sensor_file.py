@@ -41,10 +41,10 @@ from scipy.spatial.transform import Rotation
 
 from empose_framework.errors import DataError, EmposeError
 from empose_framework.interfaces import SensorSource
-from empose_framework.params import Param
+from empose_io import schema
+from empose_io.schema import REFERENCE_SITE
 
 FPS = 60.0
-REFERENCE_SITE = "back"
 #: a body's sensors never lie further apart than this (metres); more means other units
 MAX_SPAN_M = 3.0
 UNIT_TOL = 0.02  # |‖q‖ - 1| or |R^T R - I| allowed
@@ -170,11 +170,42 @@ def _read_npz(path: Path) -> RawSensors:
     return RawSensors(path, time, names, pos, ori, valid, 0.0, off_t, off_r)
 
 
+_QUAT_COLS = ["qx", "qy", "qz", "qw"]
 _MATRIX_COLS = [f"r{i}{j}" for i in range(3) for j in range(3)]
 _OFFSET_COLS = ["offset_x", "offset_y", "offset_z", "offset_qx", "offset_qy", "offset_qz", "offset_qw"]
 
 
 def _read_csv(path: Path) -> RawSensors:
+    """One row per frame and site: `time,site,x,y,z`, a quaternion (qx..qw) or matrix (r00..r22), and optional
+    `valid` and offset columns; absent (frame, site) pairs are missing readings."""
+    header, rows, has_q = _csv_table(path)
+    num_cols = ["time", "x", "y", "z"] + (_QUAT_COLS if has_q else _MATRIX_COLS)
+    has_off = any(c in header for c in _OFFSET_COLS)
+    sites, values, valid_col, offs = _csv_values(path, header, rows, num_cols, has_off)
+    times, frame_of, names, site_of, present = _csv_frames(path, values[:, 0], sites)
+    t, s = len(times), len(names)
+    pos = np.full((t, s, 3), np.nan)
+    pos[frame_of, site_of] = values[:, 1:4]
+    valid = present.copy()
+    valid[frame_of, site_of] &= valid_col
+    if has_q:
+        q = np.full((t, s, 4), np.nan)
+        q[frame_of, site_of] = values[:, 4:8]
+        q[~present] = (0, 0, 0, 1)  # absent rows: placeholder, invalid anyway
+        ori = _quat_to_matrix(q, path, names, "qx,qy,qz,qw", times)
+    else:
+        m = np.full((t, s, 9), np.nan)
+        m[frame_of, site_of] = values[:, 4:13]
+        m[~present] = np.eye(3).reshape(9)
+        ori = m.reshape(t, s, 3, 3)
+        _check_matrices(ori, path, names, "r00..r22", times)
+    off_t, off_r = _csv_offsets(path, names, site_of, np.array(offs)) if has_off else (None, None)
+    return RawSensors(path, times, names, pos, ori, valid, 0.0, off_t, off_r)
+
+
+def _csv_table(path: Path) -> tuple[list[str], list[list[str]], bool]:
+    """The lower-case header, the non-blank rows, and whether orientations are quaternions (else matrices);
+    a file without the needed columns or rows is an error that shows the expected header."""
     try:
         with path.open(newline="") as fh:
             reader = csv.reader(fh)
@@ -184,7 +215,7 @@ def _read_csv(path: Path) -> RawSensors:
         raise _fail(path, f"cannot be read as CSV text ({type(exc).__name__}: {exc}).", "save it as UTF-8 CSV.") from None
     need = ["time", "site", "x", "y", "z"]
     missing = [c for c in need if c not in header]
-    has_q = all(c in header for c in ("qx", "qy", "qz", "qw"))
+    has_q = all(c in header for c in _QUAT_COLS)
     has_m = all(c in header for c in _MATRIX_COLS)
     if missing or not (has_q or has_m):
         raise _fail(path, f"the header {header} lacks the column(s) {missing + ([] if has_q or has_m else ['qx,qy,qz,qw'])}.",
@@ -192,9 +223,13 @@ def _read_csv(path: Path) -> RawSensors:
                     "quaternion), one row per frame and site.")
     if not rows:
         raise _fail(path, "has a header but no rows.", "add one row per frame and site.")
+    return header, rows, has_q
+
+
+def _csv_values(path: Path, header: list[str], rows: list[list[str]], num_cols: list[str], has_off: bool):
+    """Per row: the site name, the `num_cols` numbers (NaN where empty), the `valid` flag and the offset
+    columns (NaN where empty or absent); errors name the line."""
     col = {h: i for i, h in enumerate(header)}
-    num_cols = ["time", "x", "y", "z"] + (["qx", "qy", "qz", "qw"] if has_q else _MATRIX_COLS)
-    has_off = [c for c in _OFFSET_COLS if c in col]
     sites, values, valid_col, offs = [], np.empty((len(rows), len(num_cols))), np.ones(len(rows), bool), []
     for i, r in enumerate(rows):
         line = i + 2
@@ -213,51 +248,42 @@ def _read_csv(path: Path) -> RawSensors:
                 offs.append([float(r[col[c]]) if c in col and r[col[c]].strip() else math.nan for c in _OFFSET_COLS])
             except ValueError:
                 raise _fail(path, f"line {line}: an offset value is not a number.", "write the offsets as numbers.") from None
-    time_all = values[:, 0]
+    return sites, values, valid_col, offs
+
+
+def _csv_frames(path: Path, time_all: np.ndarray, sites: list[str]):
+    """Frames (the sorted distinct time stamps) and sites (in order of first appearance), each row's frame and
+    site index, and which (frame, site) pairs have a row; a row without time or a pair with two rows is an error."""
     if not np.isfinite(time_all).all():
         line = int(np.nonzero(~np.isfinite(time_all))[0][0]) + 2
         raise _fail(path, f"line {line} has no time stamp.", "give every row its frame's time in seconds.")
     times, frame_of = np.unique(time_all, return_inverse=True)
     names = tuple(dict.fromkeys(sites))
     site_of = np.array([names.index(n) for n in sites])
-    t, s = len(times), len(names)
-    seen = np.zeros((t, s), int)
+    seen = np.zeros((len(times), len(names)), int)
     np.add.at(seen, (frame_of, site_of), 1)
     if (seen > 1).any():
         f, k = (int(v[0]) for v in np.nonzero(seen > 1))
         raise _fail(path, f"site '{names[k]}' has {seen[f, k]} rows at time {times[f]:g} s (frame {f}).",
                     "give one row per frame and site.")
-    pos = np.full((t, s, 3), np.nan)
-    pos[frame_of, site_of] = values[:, 1:4]
-    present = seen > 0
-    valid = present.copy()
-    valid[frame_of, site_of] &= valid_col
-    if has_q:
-        q = np.full((t, s, 4), np.nan)
-        q[frame_of, site_of] = values[:, 4:8]
-        q[~present] = (0, 0, 0, 1)  # absent rows: placeholder, invalid anyway
-        ori = _quat_to_matrix(q, path, names, "qx,qy,qz,qw", times)
-    else:
-        m = np.full((t, s, 9), np.nan)
-        m[frame_of, site_of] = values[:, 4:13]
-        m[~present] = np.eye(3).reshape(9)
-        ori = m.reshape(t, s, 3, 3)
-        _check_matrices(ori, path, names, "r00..r22", times)
-    off_t = off_r = None
-    if has_off:
-        offs = np.array(offs)
-        off_t, off_r = np.zeros((s, 3)), np.broadcast_to(np.eye(3), (s, 3, 3)).copy()
-        for k, name in enumerate(names):
-            rows_k = offs[site_of == k]
-            first = rows_k[0]
-            if not np.allclose(rows_k, first, equal_nan=True, atol=1e-9):
-                raise _fail(path, f"site '{name}' has different offset values in different rows.",
-                            "an offset belongs to the site: repeat the same values on each of its rows (or leave them empty).")
-            if np.isfinite(first[:3]).all():
-                off_t[k] = first[:3]
-            if np.isfinite(first[3:]).all():
-                off_r[k] = _quat_to_matrix(first[None, None, 3:], path, (name,), "offset_qx..offset_qw")[0, 0]
-    return RawSensors(path, times, names, pos, ori, valid, 0.0, off_t, off_r)
+    return times, frame_of, names, site_of, seen > 0
+
+
+def _csv_offsets(path: Path, names: tuple[str, ...], site_of: np.ndarray, offs: np.ndarray):
+    """Per-site offset translations (S, 3) and rotations (S, 3, 3); identity where the columns are empty. An
+    offset belongs to the site, so its rows must all repeat the same values."""
+    off_t, off_r = np.zeros((len(names), 3)), np.broadcast_to(np.eye(3), (len(names), 3, 3)).copy()
+    for k, name in enumerate(names):
+        rows_k = offs[site_of == k]
+        first = rows_k[0]
+        if not np.allclose(rows_k, first, equal_nan=True, atol=1e-9):
+            raise _fail(path, f"site '{name}' has different offset values in different rows.",
+                        "an offset belongs to the site: repeat the same values on each of its rows (or leave them empty).")
+        if np.isfinite(first[:3]).all():
+            off_t[k] = first[:3]
+        if np.isfinite(first[3:]).all():
+            off_r[k] = _quat_to_matrix(first[None, None, 3:], path, (name,), "offset_qx..offset_qw")[0, 0]
+    return off_t, off_r
 
 
 def _quat_to_matrix(q: np.ndarray, path: Path, names, key: str, times=None) -> np.ndarray:
@@ -399,15 +425,10 @@ class SensorFileSource(SensorSource):
     One file, or a folder of *.npz / *.csv files (each a sequence, sorted by name). No ground truth:
     use it for `empose predict`, not for training or metrics."""
 
-    params = (
-        Param("path", str, doc="a plain sensor file (.npz or .csv) or a folder of them"),
-        Param("sensors", str | int | list[str] | None, None,
-              "sites to hand on: 'em6', 'em12', a list of site names, or null (every site in the file)"),
-        Param("reference", str, REFERENCE_SITE, "site that stands in for the pelvis in the root normalisation"),
-    )
+    params = schema.SENSOR_FILE
 
-    def __init__(self, path: str, sensors=None, reference: str = REFERENCE_SITE, *, body_model):
-        from empose_framework.params import expand_env_path
+    def __init__(self, *, path: str, sensors, reference: str, body_model):
+        from empose_framework.envvars import expand_env_path
 
         root, _ = expand_env_path(path, lambda name: EmposeError(
             f"{WHERE}: the path '{path}' uses the environment variable {name}, which is not set. Set it or give the path."))

@@ -1,14 +1,15 @@
-"""The four EM-POSE training losses (reference §8). The recipe's `weight` multiplies each; these
+"""The four EM-POSE training losses (docs/method.md §8). The recipe's `weight` multiplies each; these
 classes never weight themselves.
 
-With an LGD prediction (`extras["iterates"]`, see `empose_estimators.lgd`) every loss is the mean over
-the K+1 estimates, so `pose` (weight 10), `shape` (1), `sensor_reconstruction` (0.01) and `fk` (0.1)
+With a prediction that carries `iterates` (LGD's K+1 estimates, see `empose_estimators.lgd`) every loss
+is the mean over them, so `pose` (weight 10), `shape` (1), `sensor_reconstruction` (0.01) and `fk` (0.1)
 add up to the original's total [w_p sum P_i + w_fk sum F_i + w_s sum B_i + w_r sum R_i] / (K+1).
-Other predictions are scored on their single final estimate.
+Other predictions are scored on their single final estimate. Losses read only the declared fields of
+`Prediction`, never its `extras`.
 
 Frames: the pose (l1) and shape losses use every frame inside the true length (padded L1, no sensor
 mask); the others also drop frames outside `batch.frame_mask()` (a sensor missing). Estimators without
-a shape head (`extras["shape_estimated"]` false) are posed with the ground-truth shape by
+a shape head (`shape_estimated` false) are posed with the ground-truth shape by
 `sensor_reconstruction` and `fk`, and score 0 on `shape`.
 """
 
@@ -18,20 +19,20 @@ import torch
 
 from empose_framework.errors import EmposeError
 from empose_framework.interfaces import Batch, BodyPose, Loss, Prediction
-from empose_framework.params import Param
-from empose_losses.primitives import masked_mse, padded_l1, sum_of_norms
+from empose_framework.primitives import masked_mse, padded_l1, sum_of_norms
+from empose_losses import schema
 
 
 def _estimates(prediction: Prediction) -> list[BodyPose]:
     """The K+1 LGD estimates when the prediction carries them, else the final one."""
-    return list(prediction.extras.get("iterates") or [prediction.pose])
+    return list(prediction.iterates or [prediction.pose])
 
 
 def _posed(prediction: Prediction, batch: Batch) -> list[BodyPose]:
     """The estimates to pose through the body model: with the ground-truth shape when the estimator
-    predicts none (as the metrics do, reference §10.1), so a shapeless model is not blamed for shape."""
+    predicts none (as the metrics do, docs/method.md §10.1), so a shapeless model is not blamed for shape."""
     estimates = _estimates(prediction)
-    if prediction.extras.get("shape_estimated", True) or batch.target is None:
+    if prediction.shape_estimated or batch.target is None:
         return estimates
     return [BodyPose(e.pose, batch.target.betas) for e in estimates]
 
@@ -59,21 +60,14 @@ def _leading(target: torch.Tensor, n: int, what: str, loss: str) -> torch.Tensor
 class PoseLoss(Loss):
     """Pose error: padded L1 over all pose values (LGD, per estimate) or masked MSE (ResNet/RNN)."""
 
-    params = (
-        Param("form", str, "auto", "l1: padded L1, mean over the J*3 axis-angle values (LGD, §8.3); mse: "
-              "masked sum of squares over joints, i.e. the original's body + root MSE terms (ResNet/RNN, "
-              "§8.2); auto: what the estimator reports in extras['loss_form'] (l1 if it reports nothing)",
-              choices=("auto", "l1", "mse")),
-    )  # fmt: skip
+    params = schema.POSE
 
-    def __init__(self, form: str = "auto", *, body_model):
-        if form not in ("auto", "l1", "mse"):
-            raise EmposeError(f"loss 'pose': form must be auto, l1 or mse, got {form!r}.")
+    def __init__(self, *, form, body_model):
         self.form = form
         self.body_model = body_model
 
     def __call__(self, prediction: Prediction, batch: Batch) -> torch.Tensor:
-        form = self.form if self.form != "auto" else prediction.extras.get("loss_form", "l1")
+        form = self.form if self.form != "auto" else prediction.loss_form or "l1"
         estimates = _estimates(prediction)
         gt = _leading(_target(batch, "pose").pose, estimates[0].pose.shape[-2], "joints", "pose").flatten(2)
         if form == "l1":
@@ -87,13 +81,13 @@ class PoseLoss(Loss):
 class ShapeLoss(Loss):
     """Shape error: padded L1 between per-frame betas and the ground truth (zero without a shape head)."""
 
-    params = ()
+    params = schema.SHAPE
 
     def __init__(self, *, body_model):
         self.body_model = body_model
 
     def __call__(self, prediction: Prediction, batch: Batch) -> torch.Tensor:
-        if not prediction.extras.get("shape_estimated", True):
+        if not prediction.shape_estimated:
             return prediction.pose.betas.new_zeros(())
         estimates = _estimates(prediction)
         pred0 = estimates[0].betas
@@ -106,27 +100,21 @@ class ShapeLoss(Loss):
 
 class SensorReconstructionLoss(Loss):
     """Sum over sensors of the distance between the sensors the network saw and those the body model
-    places for each estimate (positions in metres + Frobenius distance of the orientations)."""
+    places for each estimate (positions in metres + Frobenius distance of the orientations). Needs the
+    prediction's `sensors` (and their `offsets`)."""
 
-    params = (
-        Param("positions", bool, True, "include the position term"),
-        Param("orientations", bool, True, "include the orientation term (flattened 3x3 matrices)"),
-    )
+    params = schema.SENSOR_RECONSTRUCTION
 
-    def __init__(self, positions: bool = True, orientations: bool = True, *, body_model):
+    def __init__(self, *, positions, orientations, body_model):
         if not (positions or orientations):
             raise EmposeError("loss 'sensor_reconstruction': positions and orientations are both false; enable one.")
         self.positions, self.orientations = positions, orientations
         self.body_model = body_model
 
     def __call__(self, prediction: Prediction, batch: Batch) -> torch.Tensor:
-        extras = prediction.extras
-        if "sensors" in extras:
-            seen, offsets = extras["sensors"], extras.get("offsets")
-        else:
-            seen, offsets = batch.sensors.masked(0.0), batch.offsets
+        seen, offsets = prediction.require("sensors", "sensor_reconstruction"), prediction.offsets
         estimates = _posed(prediction, batch)
-        cached = list(extras.get("sensor_iterates") or [None] * len(estimates))
+        cached = list(prediction.sensor_iterates or [None] * len(estimates))
         mask = batch.frame_mask()
         terms = []
         for est, done in zip(estimates, cached):
@@ -144,12 +132,9 @@ class FKLoss(Loss):
     """Sum over the estimated joints of the distance between forward-kinematics joint positions of each
     estimate and of the ground truth (translation zero for both)."""
 
-    params = (
-        Param("original_final_only", bool, False, "reproduce the original's bug (reference §8.3, §13 item 8): "
-              "score only the final LGD estimate, which the original counts once per estimate"),
-    )  # fmt: skip
+    params = schema.FK
 
-    def __init__(self, original_final_only: bool = False, *, body_model):
+    def __init__(self, *, original_final_only, body_model):
         self.original_final_only = original_final_only
         self.body_model = body_model
 

@@ -1,7 +1,8 @@
-"""MPJPE, PA-MPJPE and MPJAE exactly as EM-POSE reports them (reference §9), plus jitter.
+"""MPJPE, PA-MPJPE and MPJAE exactly as EM-POSE reports them (docs/method.md §9), plus jitter.
 
-Each metric returns errors per (frame, evaluated joint); the engine selects frames and pools means
-and population STDs (one place: `empose_framework.engine.evaluation`). Joints are chosen by name so
+Each metric returns errors per (frame, evaluated joint) of two `PosedBody`s whose forward kinematics the
+engine computes once for all metrics; the engine selects frames and pools means and population STDs
+(one place: `empose_framework.engine.evaluation`). Joints are chosen by name so
 that the paper's subsets carry over to any body model that uses SMPL joint names (`l_`/`left_`
 spellings both match); a body model with other names needs `joints:` in the recipe.
 """
@@ -14,11 +15,12 @@ from typing import ClassVar, Sequence
 import torch
 
 from empose_framework.errors import RecipeError
-from empose_framework.geometry import aa_to_rotmat, geodesic_angle, local_to_global, similarity_fit
-from empose_framework.interfaces import BodyModel, BodyPose, Metric
-from empose_framework.params import Param
-from empose_smplh.constants import BODY_JOINT_NAMES as BODY_JOINTS
-from empose_smplh.constants import canonical_joint_name
+from empose_framework.geometry import aa_to_rotmat, geodesic_angle, similarity_fit
+from empose_framework.interfaces import BodyModel, Metric, PosedBody
+from empose_framework.joints import BODY_JOINT_NAMES as BODY_JOINTS
+from empose_framework.joints import canonical_joint_name
+from empose_framework.kinematics import chain
+from empose_metrics import schema
 
 #: §2.2: positional metrics use the 22 body joints but the feet
 POSITION_JOINTS = tuple(j for j in BODY_JOINTS if j not in ("left_foot", "right_foot"))
@@ -43,25 +45,6 @@ def joint_indices(body_model: BodyModel, names: Sequence[str], metric: str, para
     return [available.index(canonical_joint_name(n)) for n in names]
 
 
-_RECENT_FK: list[tuple] = []  # (body model, pose tensor, betas tensor, their versions, joints), newest first
-
-
-def body_joints(body_model: BodyModel, pose: BodyPose) -> torch.Tensor:
-    """Positions (..., n_pose_joints, 3) from FK with the pose's own shape and no translation (§9).
-
-    Every metric of an evaluation scores the same prediction and target, so the last two results are
-    kept and reused for the very same tensors (same objects, unmodified: in-place changes bump the
-    tensors' version counters) instead of posing both bodies once per metric (reference §13 item 26)."""
-    versions = (pose.pose._version, pose.betas._version)
-    for bm, p, b, v, joints in _RECENT_FK:
-        if bm is body_model and p is pose.pose and b is pose.betas and v == versions:
-            return joints
-    out = body_model.forward(BodyPose(pose.pose, pose.betas, None), vertices=False)
-    joints = out.joints[..., : body_model.n_pose_joints, :]
-    _RECENT_FK[:] = [(body_model, pose.pose, pose.betas, versions, joints), *_RECENT_FK[:1]]
-    return joints
-
-
 def _flatten(x: torch.Tensor, trailing: int) -> torch.Tensor:
     return x.reshape(-1, *x.shape[x.dim() - trailing :])
 
@@ -70,26 +53,24 @@ class _JointMetric(Metric):
     default_joints: ClassVar[tuple[str, ...]] = POSITION_JOINTS
     metric_name: ClassVar[str] = ""
 
-    def __init__(self, joints: list[str] | None = None, *, body_model: BodyModel):
+    def __init__(self, *, joints: list[str] | None, body_model: BodyModel):
         self.body_model = body_model
         self.joint_idx = joint_indices(body_model, joints or self.default_joints, self.metric_name)
 
-
-_JOINTS_DOC = "evaluated joints by name (null = the paper's subset, {})"
 
 
 class MPJPE(_JointMetric):
     """Mean per-joint position error [mm]: FK of both poses with their own shapes, trans 0, no alignment.
 
-    Not root-aligned, as the original: root-orientation and pelvis-offset (J0(beta)) errors count (§13.4).
+    Not root-aligned, as the original: root-orientation and pelvis-offset (J0(beta)) errors count (§13 item 4).
     """
 
     unit = "mm"
     metric_name = "mpjpe"
-    params = (Param("joints", list[str] | None, None, _JOINTS_DOC.format("20 joints: all body joints but the feet")),)
+    params = schema.MPJPE
 
-    def errors(self, prediction: BodyPose, target: BodyPose) -> torch.Tensor:
-        pred, true = body_joints(self.body_model, prediction), body_joints(self.body_model, target)
+    def errors(self, prediction: PosedBody, target: PosedBody) -> torch.Tensor:
+        pred, true = prediction.joints, target.joints
         idx = self.joint_idx
         return _flatten((pred[..., idx, :] - true[..., idx, :]).norm(dim=-1), 1) * 1000.0
 
@@ -99,22 +80,19 @@ class PAMPJPE(_JointMetric):
 
     unit = "mm"
     metric_name = "pa_mpjpe"
-    params = (
-        Param("joints", list[str] | None, None, _JOINTS_DOC.format("20 joints: all body joints but the feet")),
-        Param("align_joints", list[str] | None, None, "joints used to fit the alignment (null = every estimated joint, 22 for SMPL-H)"),
-    )
+    params = schema.PA_MPJPE
 
-    def __init__(self, joints: list[str] | None = None, align_joints: list[str] | None = None, *, body_model: BodyModel):
-        super().__init__(joints, body_model=body_model)
+    def __init__(self, *, joints: list[str] | None, align_joints: list[str] | None, body_model: BodyModel):
+        super().__init__(joints=joints, body_model=body_model)
         self.align_idx = (
             joint_indices(body_model, align_joints, self.metric_name, "align_joints")
             if align_joints
             else list(range(body_model.n_pose_joints))
         )
 
-    def errors(self, prediction: BodyPose, target: BodyPose) -> torch.Tensor:
-        pred = _flatten(body_joints(self.body_model, prediction), 2)
-        true = _flatten(body_joints(self.body_model, target), 2)
+    def errors(self, prediction: PosedBody, target: PosedBody) -> torch.Tensor:
+        pred = _flatten(prediction.joints, 2)
+        true = _flatten(target.joints, 2)
         # Fit on the alignment joints (all 22 in the original, feet included), evaluate on the metric joints.
         scale, rot, mx, my = similarity_fit(true[:, self.align_idx], pred[:, self.align_idx])
         aligned = scale[:, None, None] * ((pred - my) @ rot.transpose(-1, -2)) + mx
@@ -128,16 +106,16 @@ class MPJAE(_JointMetric):
     unit = "deg"
     metric_name = "mpjae"
     default_joints = ANGLE_JOINTS
-    params = (Param("joints", list[str] | None, None, _JOINTS_DOC.format("15 joints: no root, ankles, feet or wrists")),)
+    params = schema.MPJAE
 
-    def errors(self, prediction: BodyPose, target: BodyPose) -> torch.Tensor:
+    def errors(self, prediction: PosedBody, target: PosedBody) -> torch.Tensor:
         n = self.body_model.n_pose_joints
         parents = list(self.body_model.parents)[:n]
         rels = []
-        for pose in (prediction, target):
-            local = aa_to_rotmat(pose.pose[..., :n, :])
+        for posed in (prediction, target):
+            local = aa_to_rotmat(posed.pose.pose[..., :n, :])
             eye = torch.eye(3, dtype=local.dtype, device=local.device).expand_as(local[..., :1, :, :])
-            rels.append(local_to_global(torch.cat([eye, local[..., 1:, :, :]], dim=-3), parents))
+            rels.append(chain(torch.cat([eye, local[..., 1:, :, :]], dim=-3), parents))
         idx = self.joint_idx
         angle = geodesic_angle(rels[0][..., idx, :, :], rels[1][..., idx, :, :])
         return _flatten(angle, 1) * (180.0 / math.pi)
@@ -155,17 +133,14 @@ class Jitter(_JointMetric):
     metric_name = "jitter"
     default_joints = BODY_JOINTS
     temporal_support: ClassVar[int] = 4
-    params = (
-        Param("joints", list[str] | None, None, _JOINTS_DOC.format("all 22 body joints")),
-        Param("fps", float, 60.0, "frame rate of the evaluated sequences", min=1e-3),
-    )
+    params = schema.JITTER
 
-    def __init__(self, joints: list[str] | None = None, fps: float = 60.0, *, body_model: BodyModel):
-        super().__init__(joints, body_model=body_model)
+    def __init__(self, *, joints: list[str] | None, fps: float, body_model: BodyModel):
+        super().__init__(joints=joints, body_model=body_model)
         self.fps = fps
 
-    def errors(self, prediction: BodyPose, target: BodyPose) -> torch.Tensor:
-        pos = body_joints(self.body_model, prediction)[..., self.joint_idx, :]  # (..., T, E, 3)
+    def errors(self, prediction: PosedBody, target: PosedBody) -> torch.Tensor:
+        pos = prediction.joints[..., self.joint_idx, :]  # (..., T, E, 3)
         jerk = pos[..., 3:, :, :] - 3 * pos[..., 2:-1, :, :] + 3 * pos[..., 1:-2, :, :] - pos[..., :-3, :, :]
         value = jerk.norm(dim=-1) * (self.fps**3 / 1000.0)
         nan = value.new_full((*value.shape[:-2], min(3, pos.shape[-3]), value.shape[-1]), float("nan"))

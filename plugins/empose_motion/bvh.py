@@ -33,7 +33,7 @@ import difflib
 import gzip
 import re
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -42,9 +42,9 @@ from scipy.spatial.transform import Rotation
 
 from empose_framework.errors import DataError, EmposeError
 from empose_framework.interfaces import Motion, MotionSource, fit_betas
-from empose_framework.params import Param
-from empose_motion.layout import SPLITS, pose_joint_index, select_ids
-from empose_smplh.constants import canonical_joint_name as canonical
+from empose_framework.joints import canonical_joint_name as canonical
+from empose_motion import schema
+from empose_motion.layout import pose_joint_index, select_ids
 from empose_motion.resample import resample_motion
 
 FPS = 60.0
@@ -129,106 +129,145 @@ def parse_bvh(path: Path) -> BVH:
             text = path.read_text(encoding="utf-8", errors="replace")
     except (OSError, EOFError, zlib.error) as exc:
         raise DataError(f"cannot read BVH file {path}: {exc}. Check the path in `path`.") from exc
-    tokens = [(tok, n + 1) for n, line in enumerate(text.splitlines()) for tok in line.split()]
-    pos = 0
+    tokens = _Tokens(path, text)
+    tokens.take("HIERARCHY")
+    tokens.take("ROOT")
+    skeleton = _Skeleton()
+    _parse_joint(tokens, -1, skeleton)
+    frame_time, motion = _parse_motion(tokens, sum(len(c) for c in skeleton.channels))
+    return BVH(path, skeleton.names, skeleton.parents, np.array(skeleton.offsets, dtype=np.float64), skeleton.channels,
+               skeleton.end_sites, frame_time, motion)
 
-    def fail(msg: str, line: int | None = None) -> DataError:
+
+class _Tokens:
+    """The whitespace-separated tokens of a BVH text with their line numbers, read front to back, so that
+    every error can name the line it found."""
+
+    def __init__(self, path: Path, text: str):
+        self.path = path
+        self.items = [(tok, n + 1) for n, line in enumerate(text.splitlines()) for tok in line.split()]
+        self.pos = 0
+
+    def fail(self, msg: str, line: int | None = None) -> DataError:
         where = f" (line {line})" if line else ""
-        return DataError(f"{path}{where}: {msg}. The file is not valid BVH; re-export it or fix that line.")
+        return DataError(f"{self.path}{where}: {msg}. The file is not valid BVH; re-export it or fix that line.")
 
-    def take(expected: str | None = None) -> tuple[str, int]:
-        nonlocal pos
-        if pos >= len(tokens):
-            raise fail(f"file ends early{f', expected {expected!r}' if expected else ''}", tokens[-1][1] if tokens else None)
-        tok, line = tokens[pos]
-        pos += 1
+    def take(self, expected: str | None = None) -> tuple[str, int]:
+        if self.pos >= len(self.items):
+            raise self.fail(f"file ends early{f', expected {expected!r}' if expected else ''}",
+                            self.items[-1][1] if self.items else None)
+        tok, line = self.items[self.pos]
+        self.pos += 1
         if expected is not None and tok.upper() != expected.upper():
-            raise fail(f"expected {expected!r}, found {tok!r}", line)
+            raise self.fail(f"expected {expected!r}, found {tok!r}", line)
         return tok, line
 
-    def number() -> float:
-        tok, line = take()
+    def number(self) -> float:
+        tok, line = self.take()
         if not _NUMBER.match(tok):
-            raise fail(f"expected a number, found {tok!r}", line)
+            raise self.fail(f"expected a number, found {tok!r}", line)
         return float(tok)
 
-    names, parents, offsets, channels, end_sites = [], [], [], [], {}
+    def rest(self) -> list[tuple[str, int]]:
+        return self.items[self.pos:]
 
-    def joint(parent: int) -> None:
-        name, _ = take()
-        index = len(names)
-        names.append(name)
-        parents.append(parent)
-        take("{")
-        take("OFFSET")
-        offsets.append([number(), number(), number()])
-        take("CHANNELS")
-        count_tok, line = take()
-        if not count_tok.isdigit():
-            raise fail(f"expected a channel count, found {count_tok!r}", line)
-        chans = [take()[0] for _ in range(int(count_tok))]
-        bad = [c for c in chans if c.lower() not in {f"{a}{k}" for a in "xyz" for k in ("position", "rotation")}]
-        if bad:
-            raise fail(f"unknown channel(s) {bad} of joint {name!r}", line)
-        channels.append(chans)
-        while True:
-            tok, line = take()
-            if tok.upper() == "JOINT":
-                joint(index)
-            elif tok.upper() == "END":
-                take("Site")
-                take("{")
-                take("OFFSET")
-                end_sites[index] = np.array([number(), number(), number()])
-                take("}")
-            elif tok == "}":
-                return
-            else:
-                raise fail(f"expected JOINT, End Site or '}}' in joint {name!r}, found {tok!r}", line)
 
-    take("HIERARCHY")
-    take("ROOT")
-    joint(-1)
-    take("MOTION")
-    take("Frames:")
-    n_tok, line = take()
+@dataclass
+class _Skeleton:
+    """The HIERARCHY section as it is read, joints in file order (parents before children)."""
+
+    names: list[str] = field(default_factory=list)
+    parents: list[int] = field(default_factory=list)
+    offsets: list[list[float]] = field(default_factory=list)
+    channels: list[list[str]] = field(default_factory=list)
+    end_sites: dict[int, np.ndarray] = field(default_factory=dict)
+
+
+_CHANNELS = {f"{a}{k}" for a in "xyz" for k in ("position", "rotation")}
+
+
+def _parse_joint(tokens: _Tokens, parent: int, skeleton: _Skeleton) -> None:
+    """One ROOT or JOINT block (its name is the next token), with its child joints and end sites."""
+    name, _ = tokens.take()
+    index = len(skeleton.names)
+    skeleton.names.append(name)
+    skeleton.parents.append(parent)
+    tokens.take("{")
+    tokens.take("OFFSET")
+    skeleton.offsets.append([tokens.number(), tokens.number(), tokens.number()])
+    tokens.take("CHANNELS")
+    count_tok, line = tokens.take()
+    if not count_tok.isdigit():
+        raise tokens.fail(f"expected a channel count, found {count_tok!r}", line)
+    chans = [tokens.take()[0] for _ in range(int(count_tok))]
+    bad = [c for c in chans if c.lower() not in _CHANNELS]
+    if bad:
+        raise tokens.fail(f"unknown channel(s) {bad} of joint {name!r}", line)
+    skeleton.channels.append(chans)
+    while True:
+        tok, line = tokens.take()
+        if tok.upper() == "JOINT":
+            _parse_joint(tokens, index, skeleton)
+        elif tok.upper() == "END":
+            tokens.take("Site")
+            tokens.take("{")
+            tokens.take("OFFSET")
+            skeleton.end_sites[index] = np.array([tokens.number(), tokens.number(), tokens.number()])
+            tokens.take("}")
+        elif tok == "}":
+            return
+        else:
+            raise tokens.fail(f"expected JOINT, End Site or '}}' in joint {name!r}, found {tok!r}", line)
+
+
+def _parse_motion(tokens: _Tokens, n_chan: int) -> tuple[float, np.ndarray]:
+    """The MOTION section: frame time and the (frames, n_chan) channel values."""
+    tokens.take("MOTION")
+    tokens.take("Frames:")
+    n_tok, line = tokens.take()
     if not n_tok.isdigit():
-        raise fail(f"expected the frame count, found {n_tok!r}", line)
-    take("Frame")
-    take("Time:")
-    frame_time = number()
+        raise tokens.fail(f"expected the frame count, found {n_tok!r}", line)
+    tokens.take("Frame")
+    tokens.take("Time:")
+    frame_time = tokens.number()
     if not frame_time > 0:
-        raise fail(f"Frame Time is {frame_time}; it must be positive")
-    n_frames, n_chan = int(n_tok), sum(len(c) for c in channels)
-    # one frame per line: a row with a value too many or too few would shift every later channel
+        raise tokens.fail(f"Frame Time is {frame_time}; it must be positive")
+    n_frames = int(n_tok)
+    rows = _frame_rows(tokens, n_frames, n_chan)
+    try:
+        motion = np.array([r for _, r in rows], dtype=np.float64).reshape(n_frames, n_chan)
+    except ValueError:
+        line, tok = next((ln, t) for ln, r in rows for t in r if not _is_float(t))
+        raise tokens.fail(f"non-numeric motion value {tok!r}", line) from None
+    bad = ~np.isfinite(motion)
+    if bad.any():
+        k = int(np.nonzero(bad)[0][0])
+        raise tokens.fail(f"frame {k} contains NaN or infinite values", rows[k][0])
+    if n_frames < 2:
+        raise tokens.fail(f"has {n_frames} frame(s); a motion needs at least 2")
+    return frame_time, motion
+
+
+def _frame_rows(tokens: _Tokens, n_frames: int, n_chan: int) -> list[tuple[int, list[str]]]:
+    """The remaining tokens as (line, values) rows, checked to be `n_frames` rows of `n_chan` values: BVH has
+    one frame per line, and a row with a value too many or too few would shift every later channel."""
     rows: list[tuple[int, list[str]]] = []
-    for tok, line in tokens[pos:]:
+    for tok, line in tokens.rest():
         if rows and rows[-1][0] == line:
             rows[-1][1].append(tok)
         else:
             rows.append((line, [tok]))
     if len(rows) < n_frames and all(len(r) == n_chan for _, r in rows[:-1]):
         complete = len(rows) - (len(rows[-1][1]) != n_chan if rows else 0)
-        raise fail(f"truncated: {n_frames} frames of {n_chan} channels declared but only {complete} complete frames "
-                   "present", rows[-1][0] if rows else None)
+        raise tokens.fail(f"truncated: {n_frames} frames of {n_chan} channels declared but only {complete} complete "
+                          "frames present", rows[-1][0] if rows else None)
     for k, (line, row) in enumerate(rows[:n_frames]):
         if len(row) != n_chan:
-            raise fail(f"frame {k} has {len(row)} values but the HIERARCHY declares {n_chan} channels", line)
+            raise tokens.fail(f"frame {k} has {len(row)} values but the HIERARCHY declares {n_chan} channels", line)
     if len(rows) > n_frames:
-        raise fail(f"{len(rows)} frame rows follow `Frames: {n_frames}`; fix the frame count or remove the extra rows",
-                   rows[n_frames][0])
-    try:
-        motion = np.array([r for _, r in rows], dtype=np.float64).reshape(n_frames, n_chan)
-    except ValueError:
-        line, tok = next((ln, t) for ln, r in rows for t in r if not _is_float(t))
-        raise fail(f"non-numeric motion value {tok!r}", line) from None
-    bad = ~np.isfinite(motion)
-    if bad.any():
-        k = int(np.nonzero(bad)[0][0])
-        raise fail(f"frame {k} contains NaN or infinite values", rows[k][0])
-    if n_frames < 2:
-        raise fail(f"has {n_frames} frame(s); a motion needs at least 2")
-    return BVH(path, names, parents, np.array(offsets, dtype=np.float64), channels, end_sites, frame_time, motion)
+        raise tokens.fail(f"{len(rows)} frame rows follow `Frames: {n_frames}`; fix the frame count or remove the extra "
+                          "rows", rows[n_frames][0])
+    return rows
 
 
 # --------------------------------------------------------------------------- joint maps
@@ -556,24 +595,12 @@ class BVHMotions(MotionSource):
     (CMU conversions) is detected and dropped.
     """
 
-    params: ClassVar[tuple[Param, ...]] = (
-        Param("path", str, doc="a .bvh (or .bvh.gz) file or a folder searched recursively for *.bvh and *.bvh.gz"),
-        Param("joint_map", str | dict | None, None, "YAML file or mapping: body joint -> BVH joint (overrides the automatic map)"),
-        Param("betas", list[float] | None, None, "body shape for the retargeted motion (default: mean shape)"),
-        Param("rest", str, "offsets", "BVH rest pose: the HIERARCHY's offsets (zero rotations) or the first frame",
-              choices=("offsets", "first_frame")),
-        Param("first_frame", str, "auto", "drop frame 0 (`auto`: when it is an added pose, as in CMU conversions)",
-              choices=("auto", "drop", "keep")),
-        Param("split", str, "all", "subset by hashed file id: all, or train/valid/test (80/10/10)", choices=SPLITS),
-        Param("include", list[str] | None, None, "keep only files whose relative path matches one of these globs"),
-        Param("exclude", list[str] | None, None, "drop files matching one of these globs"),
-    )
+    params = schema.BVH
 
     #: Retargeted motions kept in memory (a CMU clip at 60 fps is about 0.3 MB).
     cache_size: ClassVar[int] = 256
 
-    def __init__(self, path, body_model, joint_map=None, betas=None, rest="offsets", first_frame="auto",
-                 split="all", include=None, exclude=None):
+    def __init__(self, *, path, joint_map, betas, rest, first_frame, split, include, exclude, body_model):
         self.path = Path(path).expanduser()
         where = f"bvh source {self.path}"
         if self.path.is_file():
@@ -584,9 +611,6 @@ class BVHMotions(MotionSource):
                 raise DataError(f"{where}: no *.bvh files in that folder. Point `path` at a .bvh file or a folder of them.")
         else:
             raise DataError(f"{where}: no such file or folder. Point `path` at a .bvh file or a folder of them.")
-        if rest not in ("offsets", "first_frame") or first_frame not in ("auto", "drop", "keep"):
-            raise EmposeError(f"{where}: rest must be offsets|first_frame and first_frame auto|drop|keep "
-                              f"(got {rest!r}, {first_frame!r}).")
         ids = [f.relative_to(base).as_posix().removesuffix(".gz") for f in files]  # compressed or not, one id
         keep = select_ids(ids, split, include, exclude, where)
         self.files = [files[i] for i in keep]
@@ -642,7 +666,8 @@ class CMUClips(BVHMotions):
     model trained on that corpus has never seen. The data was obtained from mocap.cs.cmu.edu; the
     database was created with funding from NSF EIA-0196217."""
 
-    params: ClassVar[tuple[Param, ...]] = tuple(p for p in BVHMotions.params if p.name != "path")
+    params = schema.CMU_CLIPS
 
-    def __init__(self, body_model, **kwargs):
-        super().__init__(CMU_CLIPS, body_model, **kwargs)
+    def __init__(self, *, joint_map, betas, rest, first_frame, split, include, exclude, body_model):
+        super().__init__(path=str(CMU_CLIPS), joint_map=joint_map, betas=betas, rest=rest, first_frame=first_frame,
+                         split=split, include=include, exclude=exclude, body_model=body_model)

@@ -1,7 +1,7 @@
 """The `embedded` motion source: procedurally generated motions of the EM-POSE activities.
 
 No download and no licence: every motion is computed from (seed, split, index). Activities follow the
-EM-POSE recording protocol (reference §5.1): slow and fast arm movements, head and shoulders, jumping
+EM-POSE recording protocol (docs/method.md §5.1): slow and fast arm movements, head and shoulders, jumping
 jacks, lower-body exercises, lunges, sitting down and standing up, and walking. Each motion randomises
 tempo (including slow drifts within the clip), amplitudes, phases, the order of sub-movements, a
 small idle sway on every joint, the heading, and the body shape (betas ~ N(0, 1) clipped to +-2).
@@ -21,16 +21,17 @@ Splits never share a sequence: the random stream of item i of a split is seeded 
 
 from __future__ import annotations
 
-from typing import Callable, ClassVar
+from typing import Callable
 
 import numpy as np
 from scipy.spatial.transform import Rotation
 
 from empose_framework.errors import EmposeError
 from empose_framework.interfaces import Motion, MotionSource
-from empose_framework.params import Param
+from empose_framework.joints import SMPL_BODY_JOINTS, SMPL_BODY_PARENTS
+from empose_motion import schema
 from empose_motion.layout import BodyLayout
-from empose_smplh.constants import SMPL_BODY_JOINTS, SMPL_BODY_PARENTS
+from empose_motion.schema import ACTIVITIES, EMBEDDED_SPLITS
 
 FPS = 60.0
 
@@ -65,8 +66,7 @@ JOINT_LIMITS: dict[str, tuple[str, tuple[float, float, float], tuple[float, floa
     "r_wrist": ("XYZ", (-90.0, -55.0, -65.0), (70.0, 55.0, 65.0)),
 }
 
-ACTIVITIES = ("arms_slow", "arms_fast", "head_shoulders", "jumping_jacks", "lower_body", "lunges", "sitting", "walking")
-SPLIT_CODES = {"train": 0, "valid": 1, "test": 2}
+SPLIT_CODES = {split: i for i, split in enumerate(EMBEDDED_SPLITS)}
 
 
 # --------------------------------------------------------------------------- curve helpers
@@ -136,7 +136,7 @@ class Angles:
 
     def clipped(self) -> dict[str, np.ndarray]:
         out = {}
-        for name, (seq, lo, hi) in JOINT_LIMITS.items():
+        for name, (_, lo, hi) in JOINT_LIMITS.items():
             a = self.a[name]
             if name == "root":  # heading wraps freely
                 a = a.copy()
@@ -486,21 +486,10 @@ class EmbeddedMotions(MotionSource):
     Splits use separate random streams, so train, valid and test never share a sequence.
     """
 
-    params: ClassVar[tuple[Param, ...]] = (
-        Param("split", str, "train", "which random stream: train, valid or test (never overlapping)", choices=tuple(SPLIT_CODES)),
-        Param("count", int, 64, "number of motions", min=1),
-        Param("seed", int, 0, "base seed; the same (seed, split, index) always gives the same motion", min=0),
-        Param("seconds", float, 10.0, "mean duration; each motion lasts 0.8 to 1.2 times this", min=0.1, max=36000),
-        Param("activities", list[str] | None, None, f"subset of {', '.join(ACTIVITIES)} (default: all)"),
-        Param("shape_std", float, 1.0, "standard deviation of the random betas (clipped to +-2)", min=0),
-    )
+    params = schema.EMBEDDED
 
-    def __init__(self, body_model, split="train", count=64, seed=0, seconds=10.0, activities=None, shape_std=1.0):
+    def __init__(self, *, split, count, seed, seconds, activities, shape_std, body_model):
         where = "embedded motions"
-        if split not in SPLIT_CODES:
-            raise EmposeError(f"{where}: split must be one of {', '.join(SPLIT_CODES)}, not {split!r}.")
-        if count < 1 or seconds <= 0.5 or seed < 0:
-            raise EmposeError(f"{where}: count must be >= 1, seconds > 0.5 and seed >= 0 (got {count}, {seconds}, {seed}).")
         acts = tuple(activities) if activities else ACTIVITIES
         unknown = [x for x in acts if x not in ACTIVITIES]
         if unknown:

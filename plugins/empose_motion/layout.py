@@ -1,7 +1,7 @@
 """Joint names, the SMPL body-joint layout, and mapping stored motions onto a body model's joints.
 
 Stored motions (AMASS, 3DPW, the original's LMDBs) use the 22 SMPL/SMPL-H body joints in the order
-of reference §2.2. Body models name their joints in either style ("l_hip" or "left_hip", "root" or
+of docs/method.md §2.2. Body models name their joints in either style ("l_hip" or "left_hip", "root" or
 "pelvis"); `canonical` reduces both to one spelling so lookups never depend on the style.
 """
 
@@ -15,8 +15,10 @@ import numpy as np
 
 from empose_framework.errors import DataError, EmposeError
 from empose_framework.interfaces import fit_betas
-from empose_smplh.constants import SMPL_BODY_JOINTS
-from empose_smplh.constants import canonical_joint_name as canonical
+from empose_framework.joints import SMPL_BODY_JOINTS
+from empose_framework.joints import canonical_joint_name as canonical
+from empose_motion.schema import SPLITS
+
 
 def pose_joint_index(body_model, what: str) -> dict[str, int]:
     """Canonical name -> index among the body model's `n_pose_joints` leading joints."""
@@ -55,9 +57,6 @@ class BodyLayout:
 
 # --------------------------------------------------------------------------- subsets of a collection
 
-SPLITS = ("all", "train", "valid", "test")
-#: what a split hashes: the sequence id, or its folder (the subject in AMASS's dataset/subject/file layout)
-SPLIT_KEYS = ("sequence", "folder")
 
 
 def split_of(seq_id: str, by: str = "sequence") -> str:

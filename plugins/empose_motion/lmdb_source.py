@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import zlib
 from pathlib import Path
-from typing import ClassVar
 
 import numpy as np
 
-from empose_framework.errors import EmposeError
 from empose_framework.interfaces import Motion, MotionSource
-from empose_framework.params import Param
-from empose_motion.layout import SPLIT_KEYS, SPLITS, BodyLayout, select_ids
+from empose_motion import schema
+from empose_motion.layout import BodyLayout, select_ids
 from empose_motion.lmdb_store import MotionDB
 
 
@@ -27,27 +25,13 @@ class AmassLMDB(MotionSource):
     retargeted CMU corpus) a random body shape per sequence, the same on every read.
     """
 
-    params: ClassVar[tuple[Param, ...]] = (
-        Param("path", str, doc="folder of the LMDB (the DST of `empose preprocess`)"),
-        Param("split", str, "all", "subset by hashed sequence id: all, or train/valid/test (80/10/10)", choices=SPLITS),
-        Param("split_by", str, "sequence", "what the split hashes: `sequence` ids, or their `folder` (the subject in AMASS)",
-              choices=SPLIT_KEYS),
-        Param("include", list[str] | None, None, "keep only ids matching one of these globs (e.g. 'CMU/*')"),
-        Param("exclude", list[str] | None, None, "drop ids matching one of these globs"),
-        Param("max_sequences", int | None, None, "use only the first N selected sequences (quick runs)", min=1),
-        Param("min_frames", int, 1, "drop sequences shorter than this many frames", min=1),
-        Param("shape_std", float, 0.0, "0: the stored betas; > 0: random betas ~ N(0, shape_std) clipped to +-2, "
-              "fixed per sequence id (for corpora without per-subject shapes)", min=0),
-    )
+    params = schema.AMASS_LMDB
 
-    def __init__(self, path, body_model, split="all", split_by="sequence", include=None, exclude=None,
-                 max_sequences=None, min_frames=1, shape_std=0.0):
+    def __init__(self, *, path, split, split_by, include, exclude, max_sequences, min_frames, shape_std, body_model):
         self.path = Path(path).expanduser()
         self.layout = BodyLayout(body_model, f"amass_lmdb {self.path}")
         self.db = MotionDB(self.path)
         where = f"amass_lmdb {self.path}"
-        if shape_std < 0:
-            raise EmposeError(f"{where}: shape_std must be >= 0, not {shape_std}.")
         self.shape_std = float(shape_std)
         keep = select_ids(self.db.ids, split, include, exclude, where, split_by)
         if min_frames > 1:

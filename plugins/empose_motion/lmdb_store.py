@@ -1,11 +1,11 @@
-"""Motion LMDBs: the layout of reference §6.1, a resumable writer and a lazy, fork-safe reader.
+"""Motion LMDBs: the layout of docs/method.md §6.1, a resumable writer and a lazy, fork-safe reader.
 
 Keys (ASCII, running sample index i): `poses{i}` float32 (F, 66), `betas{i}` float32 (10,),
 `trans{i}` float32 (F, 3), optional `joints{i}` float32 (F, 66), `n_frames{i}` decimal, `id{i}` UTF-8,
 `gender{i}`, and `__len__` (decimal). So the original's databases read as they are. Additions that the
 original's reader ignores: `__meta__` (JSON: format, fps, source, options) and `__done__/{id}` -> i.
 
-Fixes over the original (reference §13 items 11, 12, 20): `__len__` is the number of samples written,
+Fixes over the original (docs/method.md §13 items 11, 12, 20): `__len__` is the number of samples written,
 ids are unique, each sample is committed in one transaction together with `__len__` and its done key
 (an interrupted run leaves whole samples only and a rerun skips finished ids), the folder is the one
 given.

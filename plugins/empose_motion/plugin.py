@@ -9,18 +9,19 @@ from enum import Enum
 from pathlib import Path
 
 from empose_framework import hookimpl
+from empose_motion import schema
 
 
 @hookimpl
 def register_motion_sources(register):
     register("amass_lmdb", "empose_motion.lmdb_source:AmassLMDB",
-             "AMASS/3DPW motions from an LMDB written by `empose preprocess` (or the original's)")
+             "AMASS/3DPW motions from an LMDB written by `empose preprocess` (or the original's)", params=schema.AMASS_LMDB)
     register("bvh", "empose_motion.bvh:BVHMotions",
-             "BVH motion capture (e.g. CMU) resampled to 60 fps and retargeted onto the body model")
+             "BVH motion capture (e.g. CMU) resampled to 60 fps and retargeted onto the body model", params=schema.BVH)
     register("cmu_clips", "empose_motion.bvh:CMUClips",
-             "The three real CMU motion-capture clips shipped with empose (01_01, 131_01, 131_02)")
+             "The three real CMU motion-capture clips shipped with empose (01_01, 131_01, 131_02)", params=schema.CMU_CLIPS)
     register("embedded", "empose_motion.embedded:EmbeddedMotions",
-             "Generated EM-POSE-style activities (no download), deterministic from seed and split")
+             "Generated EM-POSE-style activities (no download), deterministic from seed and split", params=schema.EMBEDDED)
 
 
 class Dataset(str, Enum):

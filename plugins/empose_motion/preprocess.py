@@ -1,4 +1,4 @@
-"""`empose preprocess amass|3dpw SRC DST`: AMASS / 3DPW files -> a motion LMDB at 60 fps (reference §6.1).
+"""`empose preprocess amass|3dpw SRC DST`: AMASS / 3DPW files -> a motion LMDB at 60 fps (docs/method.md §6.1).
 
 AMASS: every `*.npz` under SRC (recursive, directories and files sorted) except `*shape.npz` and the two
 files the EM-POSE protocol leaves out; id = path relative to SRC with forward slashes; resampled to 60
@@ -34,7 +34,7 @@ from empose_motion.lmdb_store import FORMAT, FORMAT_VERSION, MotionWriter
 from empose_motion.resample import resample_motion
 
 FPS = 60.0
-#: Left out by the EM-POSE protocol (reference §6.1), so a rebuilt database matches the original's.
+#: Left out by the EM-POSE protocol (docs/method.md §6.1), so a rebuilt database matches the original's.
 PROTOCOL_EXCLUDED = ("MTR03_poses.npz", "WalkingStraightBackwards08_poses.npz")
 DEFAULT_MAP_SIZE_GB = {"amass": 16.0, "3dpw": 1.0}
 FK_CHUNK = 1000
@@ -267,25 +267,7 @@ def _write_all(writer, dataset, src, dst, files, body_model, strict, device, con
             for path in files:
                 rel = _rel_id(path, src)
                 progress.update(task, current=rel)
-                if path.name in PROTOCOL_EXCLUDED:
-                    summary.skipped.append((rel, "left out by the EM-POSE protocol"))
-                elif dataset == "amass" and writer.is_done(rel):
-                    summary.already_there += 1
-                else:
-                    try:
-                        samples = [read_amass(path, src)] if dataset == "amass" else read_3dpw(path, src)
-                    except DataError as exc:
-                        if strict:
-                            raise
-                        summary.skipped.append((rel, exc.message.removeprefix(f"{path}: ")))
-                        samples = []
-                    for sample in samples:
-                        if writer.is_done(sample.id):
-                            summary.already_there += 1
-                            continue
-                        joints = fk_joints(body_model, sample, device) if body_model is not None else None
-                        writer.add(sample.id, sample.poses, sample.betas, sample.trans, joints, sample.gender)
-                        summary.written += 1
+                _write_file(writer, dataset, src, path, rel, body_model, strict, device, summary)
                 progress.advance(task)
             progress.update(task, current="")
         with writer.env.begin() as txn:
@@ -301,6 +283,31 @@ def _write_all(writer, dataset, src, dst, files, body_model, strict, device, con
     finally:
         writer.close()
     return summary
+
+
+def _write_file(writer, dataset, src, path, rel, body_model, strict, device, summary: Summary) -> None:
+    """Add the samples of one source file that the database lacks (so that a rerun resumes), counting them
+    in `summary`; an unreadable file is skipped with its reason, or stops the run under `strict`."""
+    if path.name in PROTOCOL_EXCLUDED:
+        summary.skipped.append((rel, "left out by the EM-POSE protocol"))
+        return
+    if dataset == "amass" and writer.is_done(rel):
+        summary.already_there += 1
+        return
+    try:
+        samples = [read_amass(path, src)] if dataset == "amass" else read_3dpw(path, src)
+    except DataError as exc:
+        if strict:
+            raise
+        summary.skipped.append((rel, exc.message.removeprefix(f"{path}: ")))
+        return
+    for sample in samples:
+        if writer.is_done(sample.id):
+            summary.already_there += 1
+            continue
+        joints = fk_joints(body_model, sample, device) if body_model is not None else None
+        writer.add(sample.id, sample.poses, sample.betas, sample.trans, joints, sample.gender)
+        summary.written += 1
 
 
 def _print_summary(console, dataset: str, dst: Path, s: Summary) -> None:

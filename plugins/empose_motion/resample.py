@@ -4,7 +4,7 @@ Rotations are interpolated on the unit quaternion sphere (slerp between neighbou
 sign-continuity fix), never by interpolating axis-angle vectors, which takes wrong paths and breaks
 at the pi wrap-around. Translations use a cubic spline (linear below 4 samples).
 
-Time grid (a deliberate change from the original, reference §13 item 20): with n input frames at rate
+Time grid (a deliberate change from the original, docs/method.md §13 item 20): with n input frames at rate
 r the clip lasts D = n / r; output frame k sits at time k / fps_out for every k with k / fps_out < D, so
 the output has ceil(D * fps_out) frames and the same duration as the input (a 120 fps clip of n frames
 gives ceil(n / 2) frames). Output times after the last input sample (at most one input frame period)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-# The body-joint table lives in the core (empose_framework.joints); re-exported so old imports keep working.
-from empose_framework.joints import BODY_JOINT_NAMES, SMPL_BODY_JOINTS, SMPL_BODY_PARENTS, canonical_joint_name  # noqa: F401
+from empose_framework.joints import BODY_JOINT_NAMES
+from empose_framework.sites import EM12
 
 #: The 52 SMPL-H joints (smplx's names): 22 body joints, then 15 per hand (left, then right).
 _FINGERS = ("index", "middle", "pinky", "ring", "thumb")
@@ -21,10 +21,7 @@ PARENTS = (
 N_POSE_JOINTS = 22  # root + 21 body joints: what the estimators predict; hands stay flat
 
 #: The 12 EM-POSE sensor sites in the reference's S order (§2.1) and their SMPL-H vertex ids.
-SENSOR_SITE_NAMES = (
-    "back", "head", "r_forearm", "r_upper_arm", "r_shoulder", "r_thigh", "r_shank",
-    "l_forearm", "l_upper_arm", "l_shoulder", "l_thigh", "l_shank",
-)  # fmt: skip
+SENSOR_SITE_NAMES = EM12
 SMPLH_SENSOR_VERTICES = (3027, 3748, 5430, 5178, 5006, 4447, 4559, 1961, 1391, 1535, 959, 1072)
 
 SMPLH_N_VERTICES = 6890

@@ -20,7 +20,7 @@ How it is made (deterministic, numpy only, about a second):
    rest joints exactly, so joints follow the surface under every shape component.
 6. Pose blend shapes are zero (a limitation: no pose-corrective deformation; the loader skips them).
 7. The 12 EM-POSE sensor sites are the outermost vertices in a fixed direction at a fixed point of a
-   bone, at the anatomical places of the SMPL-H vertices of reference §2.1.
+   bone, at the anatomical places of the SMPL-H vertices of docs/method.md §2.1.
 
 The result is written once, atomically, in the SMPL-H npz layout to `~/.cache/empose/` (or
 `$EMPOSE_CACHE_DIR`) under a name keyed by a hash of this file, and read back through the same loader
@@ -71,7 +71,7 @@ SHAPE_COMPONENTS = (
 
 #: Sensor sites: (bone start joint, bone end joint, fraction along the bone, outward direction). The
 #: site is the vertex near that bone point that lies furthest along the direction. Right/left pairs
-#: mirror in x. Anatomical places of the SMPL-H vertices (reference §2.1): lower back at the pelvis;
+#: mirror in x. Anatomical places of the SMPL-H vertices (docs/method.md §2.1): lower back at the pelvis;
 #: back of the head; dorsal forearm just above the wrist; lateral upper arm; top of the shoulder; lateral
 #: mid-thigh; front of the shank below the knee.
 _SITES = {
@@ -215,24 +215,45 @@ def build_body(p: dict[str, float]):
 
 
 def _tubes(j: np.ndarray, p: dict[str, float]) -> list[Tube]:
-    s = p["scale"]
-    g = p["girth"]
-    lg = g * p["limb_girth"]
-    x, y, z = np.eye(3)
-    out: list[Tube] = []
+    """The solid's tubes around rest joints `j`, in a fixed order (trunk, head, then per side arm and leg)
+    that the tubes' indices in ownership and skinning follow."""
+    t = _TubeSet(j, p)
+    _trunk(t)
+    _head(t)
+    for side, sx in (("left", 1.0), ("right", -1.0)):
+        _arm(t, side, sx)
+        _leg(t, side, sx)
+    return t.out
 
-    def tube(a, b, r1, r2, r3, hint, bones, **kw):
-        out.append(Tube(np.asarray(a, float), np.asarray(b, float), s * np.asarray(r1, float), s * np.asarray(r2, float),
-                        tuple(s * np.asarray(r3)), np.asarray(hint, float), bones, **kw))  # fmt: skip
 
-    def bone(name, child=None, end=None):
-        a = j[J[name]]
-        return (J[name], a, j[J[child]] if child else np.asarray(end))
+class _TubeSet:
+    """The tubes built so far around rest joints `j` for proportions `p`. Radii and rounding are given for a
+    body of unit `scale` (stature): `add` scales them."""
 
-    pel, sp1, sp2, sp3, nk, hd = (j[J[n]] for n in ("pelvis", "spine1", "spine2", "spine3", "neck", "head"))
+    def __init__(self, j: np.ndarray, p: dict[str, float]):
+        self.j, self.p, self.out = j, p, []
+        self.s = p["scale"]
+        self.g = p["girth"]
+        self.lg = self.g * p["limb_girth"]
+
+    def add(self, a, b, r1, r2, r3, hint, bones, **kw) -> None:
+        s = self.s
+        self.out.append(Tube(np.asarray(a, float), np.asarray(b, float), s * np.asarray(r1, float), s * np.asarray(r2, float),
+                             tuple(s * np.asarray(r3)), np.asarray(hint, float), bones, **kw))  # fmt: skip
+
+    def bone(self, name, child=None, end=None):
+        """(joint index, start, end) of the bone from joint `name` to joint `child` or to the point `end`."""
+        a = self.j[J[name]]
+        return (J[name], a, self.j[J[child]] if child else np.asarray(end))
+
+
+def _trunk(t: _TubeSet) -> None:
+    """One tube with a vertical axis; its cross-sections (half-width, half-depth, centre z) sit at heights
+    taken from the skeleton: crotch, hips, iliac crest, waist, lower chest, chest, armpits, base of the neck."""
+    j, p, s, g = t.j, t.p, t.s, t.g
+    x, _, z = np.eye(3)
+    pel, sp1, sp2, sp3, nk = (j[J[n]] for n in ("pelvis", "spine1", "spine2", "spine3", "neck"))
     pw, bel, chd, chw = p["pelvis_width"] * p["hip_width"] ** 0.5, p["belly"], p["chest_depth"], p["chest_width"]
-    # trunk: one tube, vertical axis, cross-sections at heights taken from the skeleton (crotch, hips,
-    # iliac crest, waist, lower chest, chest, armpits, base of the neck): half-width, half-depth, centre z
     hip_y = (j[J["left_hip"]][1] + j[J["right_hip"]][1]) / 2
     collar_y = (j[J["left_collar"]][1] + j[J["right_collar"]][1]) / 2
     heights = np.array([hip_y - 0.075 * s, hip_y, pel[1] + 0.03 * s, sp1[1], sp2[1], sp3[1] + 0.06 * s, collar_y,
@@ -243,72 +264,89 @@ def _tubes(j: np.ndarray, p: dict[str, float]) -> list[Tube]:
     # belly and chest grow forward, not backward: the centre moves by half the extra depth
     centre_z = np.array([-0.015, -0.02, -0.005, 0.008, 0.012, 0.012, -0.005, -0.025]) + (half_d - depth0) / 2
     bottom, top = np.array([0.0, heights[0], 0.0]), np.array([0.0, heights[-1], 0.0])
-    tube(bottom, top, half_w, half_d, (0.07 * g, 0.04), x,
-         [(J["pelvis"], np.array([0.0, hip_y - 0.06 * s, pel[2]]), sp1), bone("spine1", "spine2"), bone("spine2", "spine3"),
-          bone("spine3", "neck")],
-         knots=(heights - heights[0]) / (heights[-1] - heights[0]),
-         offset=np.outer(centre_z * s, z), share_soft=0.03)  # fmt: skip
-    # neck and head (the head: a skull ellipsoid and a jaw)
+    t.add(bottom, top, half_w, half_d, (0.07 * g, 0.04), x,
+          [(J["pelvis"], np.array([0.0, hip_y - 0.06 * s, pel[2]]), sp1), t.bone("spine1", "spine2"),
+           t.bone("spine2", "spine3"), t.bone("spine3", "neck")],
+          knots=(heights - heights[0]) / (heights[-1] - heights[0]),
+          offset=np.outer(centre_z * s, z), share_soft=0.03)  # fmt: skip
+
+
+def _head(t: _TubeSet) -> None:
+    """The neck, and the head as a skull ellipsoid, a jaw and a nose."""
+    j, p, s, g = t.j, t.p, t.s, t.g
+    x = np.eye(3)[0]
+    nk, hd = j[J["neck"]], j[J["head"]]
     hs = p["head"]
-    tube(nk - (0, 0.05 * s, 0.01 * s), hd + (0, 0.02 * s, -0.005 * s), (0.058 * g, 0.052), (0.055 * g, 0.05),
-         (0.05, 0.05), x, [bone("neck", "head")])  # fmt: skip
+    t.add(nk - (0, 0.05 * s, 0.01 * s), hd + (0, 0.02 * s, -0.005 * s), (0.058 * g, 0.052), (0.055 * g, 0.05),
+          (0.05, 0.05), x, [t.bone("neck", "head")])  # fmt: skip
     skull = hd + np.array([0.0, 0.078, 0.012]) * s * hs
-    tube(skull - (0, 0.02 * s * hs, 0), skull + (0, 0.02 * s * hs, 0), (0.077 * hs,) * 2, (0.097 * hs,) * 2,
-         (0.085 * hs, 0.084 * hs), x, [bone("head", end=skull + (0, 0.1 * s, 0))])  # fmt: skip
+    t.add(skull - (0, 0.02 * s * hs, 0), skull + (0, 0.02 * s * hs, 0), (0.077 * hs,) * 2, (0.097 * hs,) * 2,
+          (0.085 * hs, 0.084 * hs), x, [t.bone("head", end=skull + (0, 0.1 * s, 0))])  # fmt: skip
     jaw = hd + np.array([0.0, 0.015, 0.045]) * s * hs
-    tube(jaw, jaw + np.array([0.0, 0.02, 0.03]) * s * hs, (0.052 * hs, 0.045 * hs), (0.05 * hs, 0.035 * hs),
-         (0.045 * hs, 0.03 * hs), x, [bone("head", end=skull + (0, 0.1 * s, 0))])  # fmt: skip
+    t.add(jaw, jaw + np.array([0.0, 0.02, 0.03]) * s * hs, (0.052 * hs, 0.045 * hs), (0.05 * hs, 0.035 * hs),
+          (0.045 * hs, 0.03 * hs), x, [t.bone("head", end=skull + (0, 0.1 * s, 0))])  # fmt: skip
     nose = hd + np.array([0.0, 0.07, 0.105]) * s * hs
-    tube(nose, nose - np.array([0.0, 0.03, -0.005]) * s * hs, (0.013 * hs,) * 2, (0.013 * hs,) * 2,
-         (0.013 * hs,) * 2, x, [bone("head", end=skull + (0, 0.1 * s, 0))])  # fmt: skip
-    for side, sx in (("left", 1.0), ("right", -1.0)):
-        n = lambda name: f"{side}_{name}"  # noqa: E731
-        pj = lambda name: j[J[n(name)]]  # noqa: E731
-        m = np.array([sx, 1.0, 1.0])
-        # shoulder girdle and arms
-        tube(pj("collar") - m * (0.04 * s, 0.0, 0.0), pj("shoulder"), (0.06 * g, 0.055 * lg), (0.065 * g, 0.058 * lg),
-             (0.05, 0.055 * lg), y, [bone(n("collar"), n("shoulder"))])  # fmt: skip
-        tube(pj("shoulder"), pj("elbow"), (0.052 * lg, 0.041 * lg), (0.054 * lg, 0.043 * lg), (0.052 * lg, 0.041 * lg),
-             y, [bone(n("shoulder"), n("elbow"))])  # fmt: skip
-        tube(pj("elbow"), pj("wrist"), (0.039 * lg, 0.022 * lg), (0.042 * lg, 0.031 * lg), (0.039 * lg, 0.024 * lg),
-             y, [bone(n("elbow"), n("wrist"))])  # fmt: skip
-        hsz = p["hand"]
-        knuckle = (pj("index1") + pj("pinky1")) / 2
-        tube(pj("wrist") + m * (0.01 * s, 0, 0), knuckle, (0.02 * hsz, 0.017 * hsz), (0.033 * hsz, 0.043 * hsz),
-             (0.02 * hsz, 0.014 * hsz), y, [bone(n("wrist"), end=knuckle)])  # fmt: skip
-        tips = {f: pj(f"{f}3") + (pj(f"{f}3") - pj(f"{f}2")) * 0.85 for f in ("index", "middle", "ring", "pinky")}
-        finger_bones = [
-            bone(n(f"{f}{i}"), n(f"{f}{i + 1}") if i < 3 else None, None if i < 3 else tips[f])
-            for f in ("index", "middle", "ring", "pinky")
-            for i in (1, 2, 3)
-        ]
-        tip = (tips["index"] + tips["pinky"]) / 2 + m * (0.01 * s * hsz, 0, 0)
-        tube(knuckle, tip, (0.014 * hsz, 0.011 * hsz), (0.043 * hsz, 0.033 * hsz), (0.012 * hsz, 0.011 * hsz), y,
-             finger_bones)  # fmt: skip
-        thumb_tip = pj("thumb3") + (pj("thumb3") - pj("thumb2")) * 0.9
-        thumb_bones = [bone(n("thumb1"), n("thumb2")), bone(n("thumb2"), n("thumb3")), bone(n("thumb3"), end=thumb_tip)]
-        tube(pj("thumb1"), thumb_tip, (0.014 * hsz, 0.011 * hsz), (0.016 * hsz, 0.012 * hsz),
-             (0.014 * hsz, 0.011 * hsz), y, thumb_bones)  # fmt: skip
-        # legs: buttock, thigh, calf, shank, heel and toes
-        tg = g * p["thigh_girth"] * p["limb_girth"] ** 0.5
-        tube(pj("hip") + np.array([0.01 * sx, 0.02, -0.05]) * s, pj("hip") + np.array([0.015 * sx, -0.05, -0.052]) * s,
-             (0.068 * tg, 0.065 * tg), (0.065 * g, 0.06 * g), (0.065 * g, 0.06 * g), x, [bone(n("hip"), n("knee"))])  # fmt: skip
-        tube(pj("hip"), pj("knee"), (0.09 * tg, 0.054 * lg), (0.085 * tg, 0.056 * lg), (0.08 * tg, 0.05 * lg), x,
-             [bone(n("hip"), n("knee"))])  # fmt: skip
-        shank = pj("ankle") - pj("knee")
-        calf = pj("knee") + 0.3 * shank + np.array([0.0, 0.0, -0.018]) * s
-        tube(calf + 0.12 * shank, calf - 0.12 * shank, (0.05 * lg,) * 2, (0.05 * lg,) * 2, (0.045 * lg,) * 2, x,
-             [bone(n("knee"), n("ankle"))])  # fmt: skip
-        tube(pj("knee"), pj("ankle"), (0.052 * lg, 0.033 * lg), (0.052 * lg, 0.035 * lg), (0.05 * lg, 0.03 * lg), x,
-             [bone(n("knee"), n("ankle"))])  # fmt: skip
-        fs = p["foot"]
-        heel = pj("ankle") + np.array([0.0, -0.045, -0.035]) * s * fs
-        toe_tip = pj("foot") + np.array([0.008 * sx, -0.005, 0.075]) * s * fs
-        tube(heel, pj("foot"), (0.034 * fs, 0.045 * fs), (0.028 * fs, 0.028 * fs),
-             (0.032 * fs, 0.03 * fs), x, [bone(n("ankle"), n("foot"))])  # fmt: skip
-        tube(pj("foot"), toe_tip, (0.045 * fs, 0.04 * fs), (0.028 * fs, 0.02 * fs),
-             (0.03 * fs, 0.02 * fs), x, [bone(n("foot"), end=toe_tip + np.array([0, 0, 0.02]) * s)])  # fmt: skip
-    return out
+    t.add(nose, nose - np.array([0.0, 0.03, -0.005]) * s * hs, (0.013 * hs,) * 2, (0.013 * hs,) * 2,
+          (0.013 * hs,) * 2, x, [t.bone("head", end=skull + (0, 0.1 * s, 0))])  # fmt: skip
+
+
+def _arm(t: _TubeSet, side: str, sx: float) -> None:
+    """Shoulder girdle, upper arm, forearm and a mitten hand (palm, one tube over the four fingers, thumb)
+    of one side (`sx`: +1 left, -1 right)."""
+    p, s, g, lg = t.p, t.s, t.g, t.lg
+    y = np.eye(3)[1]
+    n = lambda name: f"{side}_{name}"  # noqa: E731
+    pj = lambda name: t.j[J[n(name)]]  # noqa: E731
+    m = np.array([sx, 1.0, 1.0])
+    t.add(pj("collar") - m * (0.04 * s, 0.0, 0.0), pj("shoulder"), (0.06 * g, 0.055 * lg), (0.065 * g, 0.058 * lg),
+          (0.05, 0.055 * lg), y, [t.bone(n("collar"), n("shoulder"))])  # fmt: skip
+    t.add(pj("shoulder"), pj("elbow"), (0.052 * lg, 0.041 * lg), (0.054 * lg, 0.043 * lg), (0.052 * lg, 0.041 * lg),
+          y, [t.bone(n("shoulder"), n("elbow"))])  # fmt: skip
+    t.add(pj("elbow"), pj("wrist"), (0.039 * lg, 0.022 * lg), (0.042 * lg, 0.031 * lg), (0.039 * lg, 0.024 * lg),
+          y, [t.bone(n("elbow"), n("wrist"))])  # fmt: skip
+    hsz = p["hand"]
+    knuckle = (pj("index1") + pj("pinky1")) / 2
+    t.add(pj("wrist") + m * (0.01 * s, 0, 0), knuckle, (0.02 * hsz, 0.017 * hsz), (0.033 * hsz, 0.043 * hsz),
+          (0.02 * hsz, 0.014 * hsz), y, [t.bone(n("wrist"), end=knuckle)])  # fmt: skip
+    tips = {f: pj(f"{f}3") + (pj(f"{f}3") - pj(f"{f}2")) * 0.85 for f in ("index", "middle", "ring", "pinky")}
+    finger_bones = [
+        t.bone(n(f"{f}{i}"), n(f"{f}{i + 1}") if i < 3 else None, None if i < 3 else tips[f])
+        for f in ("index", "middle", "ring", "pinky")
+        for i in (1, 2, 3)
+    ]
+    tip = (tips["index"] + tips["pinky"]) / 2 + m * (0.01 * s * hsz, 0, 0)
+    t.add(knuckle, tip, (0.014 * hsz, 0.011 * hsz), (0.043 * hsz, 0.033 * hsz), (0.012 * hsz, 0.011 * hsz), y,
+          finger_bones)  # fmt: skip
+    thumb_tip = pj("thumb3") + (pj("thumb3") - pj("thumb2")) * 0.9
+    thumb_bones = [t.bone(n("thumb1"), n("thumb2")), t.bone(n("thumb2"), n("thumb3")), t.bone(n("thumb3"), end=thumb_tip)]
+    t.add(pj("thumb1"), thumb_tip, (0.014 * hsz, 0.011 * hsz), (0.016 * hsz, 0.012 * hsz),
+          (0.014 * hsz, 0.011 * hsz), y, thumb_bones)  # fmt: skip
+
+
+def _leg(t: _TubeSet, side: str, sx: float) -> None:
+    """Buttock, thigh, calf, shank, heel and toes of one side (`sx`: +1 left, -1 right)."""
+    p, s, g, lg = t.p, t.s, t.g, t.lg
+    x = np.eye(3)[0]
+    n = lambda name: f"{side}_{name}"  # noqa: E731
+    pj = lambda name: t.j[J[n(name)]]  # noqa: E731
+    tg = g * p["thigh_girth"] * p["limb_girth"] ** 0.5
+    t.add(pj("hip") + np.array([0.01 * sx, 0.02, -0.05]) * s, pj("hip") + np.array([0.015 * sx, -0.05, -0.052]) * s,
+          (0.068 * tg, 0.065 * tg), (0.065 * g, 0.06 * g), (0.065 * g, 0.06 * g), x, [t.bone(n("hip"), n("knee"))])  # fmt: skip
+    t.add(pj("hip"), pj("knee"), (0.09 * tg, 0.054 * lg), (0.085 * tg, 0.056 * lg), (0.08 * tg, 0.05 * lg), x,
+          [t.bone(n("hip"), n("knee"))])  # fmt: skip
+    shank = pj("ankle") - pj("knee")
+    calf = pj("knee") + 0.3 * shank + np.array([0.0, 0.0, -0.018]) * s
+    t.add(calf + 0.12 * shank, calf - 0.12 * shank, (0.05 * lg,) * 2, (0.05 * lg,) * 2, (0.045 * lg,) * 2, x,
+          [t.bone(n("knee"), n("ankle"))])  # fmt: skip
+    t.add(pj("knee"), pj("ankle"), (0.052 * lg, 0.033 * lg), (0.052 * lg, 0.035 * lg), (0.05 * lg, 0.03 * lg), x,
+          [t.bone(n("knee"), n("ankle"))])  # fmt: skip
+    fs = p["foot"]
+    heel = pj("ankle") + np.array([0.0, -0.045, -0.035]) * s * fs
+    toe_tip = pj("foot") + np.array([0.008 * sx, -0.005, 0.075]) * s * fs
+    t.add(heel, pj("foot"), (0.034 * fs, 0.045 * fs), (0.028 * fs, 0.028 * fs),
+          (0.032 * fs, 0.03 * fs), x, [t.bone(n("ankle"), n("foot"))])  # fmt: skip
+    t.add(pj("foot"), toe_tip, (0.045 * fs, 0.04 * fs), (0.028 * fs, 0.02 * fs),
+          (0.03 * fs, 0.02 * fs), x, [t.bone(n("foot"), end=toe_tip + np.array([0, 0, 0.02]) * s)])  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------- surface

@@ -1,29 +1,29 @@
 """One skinned body model for every file in the SMPL-H npz layout, driven by smplx's skinning pieces.
 
-`NpzBodyModel` poses the mesh with smplx's `blend_shapes`, `vertices2joints` and
-`batch_rigid_transform` (the SMPL-H convention of reference §3.1: shape and pose blend shapes, joints
-regressed from the shaped template, linear blend skinning, the root rotating about the rest pelvis
-J0(beta), `trans` added afterwards; flat hands unless a 52-joint pose is given). `SMPLH` reads the
-licensed file, `EmbeddedBody` the generated one; nothing else differs.
+`NpzBodyModel` poses the mesh with smplx's `blend_shapes` and `vertices2joints` and the core's
+`kinematics.rigid_transforms` (smplx's `batch_rigid_transform`, bit for bit; the SMPL-H convention of
+docs/method.md §3.1: shape and pose blend shapes, joints regressed from the shaped template, linear
+blend skinning, the root rotating about the rest pelvis J0(beta), `trans` added afterwards; flat hands
+unless a 52-joint pose is given). `SMPLH` reads the licensed file, `EmbeddedBody` the generated one; nothing else differs.
 
-Sensor frames follow reference §4. The fast path (`sensor_frames`) skins only the vertices the sites
+Sensor frames follow docs/method.md §4. The fast path (`sensor_frames`) skins only the vertices the sites
 need: the site vertices, their helper vertices and every vertex of a face touching a site, with the
 joints computed from the precomputed J_regressor·v_template and J_regressor·shapedirs.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import ClassVar, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
-from smplx.lbs import batch_rigid_transform, blend_shapes, vertices2joints
+from smplx.lbs import blend_shapes, vertices2joints
 
 from empose_framework.errors import DataError, EmposeError
 from empose_framework.geometry import aa_to_rotmat
 from empose_framework.interfaces import BodyModel, BodyOutput, BodyPose, SensorOffsets
-from empose_framework.params import Param
+from empose_framework.kinematics import rigid_transforms
+from empose_smplh import schema
 from empose_smplh.constants import (
     JOINT_NAMES,
     N_POSE_JOINTS,
@@ -32,14 +32,15 @@ from empose_smplh.constants import (
     SMPLH_N_VERTICES,
     SMPLH_SENSOR_VERTICES,
 )
-from empose_smplh.npz import DEFAULT_SMPLH_PATH, load_model_npz, resolve_smplh_path
+from empose_smplh.npz import load_model_npz, resolve_smplh_path
+from empose_smplh.sensor_grad import Sparse, build_sparse, face_rows, frame_parts, sparse_forward, sparse_vjp
 
 DTYPE = torch.float32
 CHUNK = 1024  # frames skinned at once when full vertices are asked for (bounds memory: CHUNK x V x 16)
 
 
 def helper_vertices(faces: np.ndarray, vertex_ids: Sequence[int]) -> np.ndarray:
-    """The helper (neighbour) vertex of each vertex, reference §4.3: among the faces containing v, take
+    """The helper (neighbour) vertex of each vertex, docs/method.md §4.3: among the faces containing v, take
     the one with the highest index, then its first vertex in stored winding order that is not v. This
     fixes the x-axis of each sensor frame and so the meaning of measured sensor offsets."""
     out = []
@@ -53,37 +54,11 @@ def helper_vertices(faces: np.ndarray, vertex_ids: Sequence[int]) -> np.ndarray:
 
 
 def frames_from_vertices(verts, faces, incidence, site, helper):
-    """Sensor frames (reference §4.2-4.4) from posed vertices `verts (N, U, 3)`: positions (N, S, 3)
+    """Sensor frames (docs/method.md §4.2-4.4) from posed vertices `verts (N, U, 3)`: positions (N, S, 3)
     and rotations (N, S, 3, 3) with columns x, y, z. `faces (F, 3)` index `verts`; `incidence (S, F)`
     averages the un-normalised normals of the faces around each site."""
-    v0, v1, v2 = verts[:, faces[:, 0]], verts[:, faces[:, 1]], verts[:, faces[:, 2]]
-    face_n = torch.linalg.cross(v1 - v0, v2 - v0)
-    z = _normalise(torch.einsum("sf,nfc->nsc", incidence, face_n))
-    p = verts[:, site]
-    u = _normalise(verts[:, helper] - p)
-    y = _normalise(torch.linalg.cross(z, u))
-    x = _normalise(torch.linalg.cross(y, z))
-    return p, torch.stack([x, y, z], dim=-1)
-
-
-def _normalise(v: torch.Tensor) -> torch.Tensor:
-    return v / v.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-
-
-@dataclass
-class _Sparse:
-    """Precomputed rows for skinning only the vertices a set of sensor sites needs."""
-
-    v_template: torch.Tensor  # (U, 3)
-    shapedirs: torch.Tensor  # (U, 3, K)
-    posedirs: torch.Tensor | None  # (P, U * 3)
-    weights: torch.Tensor  # (U, Jsub)
-    joints: torch.Tensor  # (Jsub,) joint ids the needed vertices depend on (ancestor-closed, sorted)
-    parents: torch.Tensor  # (Jsub,) parents within the subset (CPU)
-    faces: torch.Tensor  # (Fl, 3) faces around the sites, indexing the U vertices
-    incidence: torch.Tensor  # (S, Fl)
-    site: torch.Tensor  # (S,)
-    helper: torch.Tensor  # (S,)
+    parts = frame_parts(verts, faces, incidence, site, helper)
+    return parts["pos"], parts["rot"]
 
 
 class NpzBodyModel(BodyModel):
@@ -142,9 +117,8 @@ class NpzBodyModel(BodyModel):
             "j_dirs": j_dirs.to(DTYPE).contiguous(),
             "faces": torch.as_tensor(faces, dtype=torch.long),
         }
-        self._parents_cpu = torch.as_tensor(self.parents, dtype=torch.long)
         self._device_cache: dict[str, dict] = {}
-        self._sparse_cache: dict[tuple, _Sparse] = {}
+        self._sparse_cache: dict[tuple, Sparse] = {}
         self.device = torch.device("cpu")
         self.faces = self._cpu["faces"]
 
@@ -177,7 +151,7 @@ class NpzBodyModel(BodyModel):
         theta = theta.to(DTYPE).reshape(-1, theta.shape[-2], 3)
         betas = _broadcast(pose.betas.to(device, DTYPE), lead, 1, "betas", self.source)
         k = betas.shape[-1]
-        if k > self.n_betas:  # reference §3.1: extra betas are ignored
+        if k > self.n_betas:  # docs/method.md §3.1: extra betas are ignored
             betas = betas[..., : self.n_betas]
         elif k < self.n_betas:  # missing trailing components are zero
             betas = torch.nn.functional.pad(betas, (0, self.n_betas - k))
@@ -210,7 +184,7 @@ class NpzBodyModel(BodyModel):
         t = self._tensors(device)
         rot = self._rotations(theta)
         joints_rest = t["j_template"] + blend_shapes(betas, t["j_dirs"])
-        joints, rel = batch_rigid_transform(rot, joints_rest, self._parents_cpu, dtype=DTYPE)
+        joints, rel = rigid_transforms(rot, joints_rest, self.parents)
         verts = None
         if vertices:
             chunks = []
@@ -245,7 +219,7 @@ class NpzBodyModel(BodyModel):
     def sensor_frames(
         self, pose: BodyPose, sites: Sequence[str], offsets: SensorOffsets | None = None, *, full_mesh: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Positions (..., S, 3) and orientations (..., S, 3, 3) of sensors at `sites` (reference §4):
+        """Positions (..., S, 3) and orientations (..., S, 3, 3) of sensors at `sites` (docs/method.md §4):
         skin-frame position p and rotation R per site, then p + R t and R r with the offsets (B, S, ...),
         broadcast over the trailing pose dims. `full_mesh=True` skins all vertices (for checks)."""
         sites = tuple(sites)
@@ -255,16 +229,21 @@ class NpzBodyModel(BodyModel):
             out = self.forward(BodyPose(theta, betas), vertices=True)
             t = self._tensors(device)
             sp = self._sparse(sites, device)  # same site incidence, applied to the full face array
-            faces = t["faces"][_face_rows(self._faces_np, ids)]
+            faces = t["faces"][face_rows(self._faces_np, ids)]
             pos, rot = frames_from_vertices(
                 out.vertices, faces, sp.incidence, torch.as_tensor(ids, device=device),
                 torch.as_tensor([self.helper_sites[s] for s in sites], device=device),
             )
         else:
-            pos, rot = self._sparse_frames(sites, device, theta, betas)
+            fw = sparse_forward(self._sparse(sites, device), self._rotations(theta), theta.shape[1], betas)
+            pos, rot = fw["pos"], fw["rot"]
+        return self._place(pos, rot, trans, lead, offsets, device)
+
+    def _place(self, pos, rot, trans, lead, offsets, device):
+        """Skin frames (N, S, ...) -> sensor frames (*lead, S, ...): translation, then the offsets."""
         if trans is not None:
             pos = pos + trans[:, None]
-        n_s = len(sites)
+        n_s = pos.shape[1]
         pos, rot = pos.reshape(*lead, n_s, 3), rot.reshape(*lead, n_s, 3, 3)
         if offsets is not None:
             off_t = _broadcast(offsets.t.to(device, DTYPE), lead, 2, "offsets.t", self.source)
@@ -277,64 +256,54 @@ class NpzBodyModel(BodyModel):
             rot = rot @ off_r
         return pos, rot
 
-    def _sparse_frames(self, sites, device, theta, betas):
+    def sensor_frames_vjp(self, pose: BodyPose, sites: Sequence[str], offsets: SensorOffsets | None = None):
+        """`sensor_frames` on the sparse path, with the closed-form vector-Jacobian product of
+        `empose_smplh.sensor_grad` (no autograd; see `BodyModel.sensor_frames_vjp`)."""
+        sites = tuple(sites)
+        self.site_vertices(sites)
+        lead, device, theta, betas, trans = self._inputs(pose)
         sp = self._sparse(sites, device)
-        rot_all = self._rotations(theta)
-        t = self._tensors(device)
-        joints_rest = t["j_template"][sp.joints] + blend_shapes(betas, t["j_dirs"][sp.joints])
-        _, rel = batch_rigid_transform(rot_all[:, sp.joints], joints_rest, sp.parents, dtype=DTYPE)
-        v = sp.v_template + blend_shapes(betas, sp.shapedirs)
-        offsets = self._pose_offsets(rot_all, theta.shape[1], sp.posedirs, v.shape[1])
+        fw = sparse_forward(sp, self._rotations(theta), theta.shape[1], betas)
+        pos, rot = self._place(fw["pos"], fw["rot"], trans, lead, offsets, device)
+        off = None
         if offsets is not None:
-            v = v + offsets
-        verts = _skin(v, sp.weights, rel)
-        return frames_from_vertices(verts, sp.faces, sp.incidence, sp.site, sp.helper)
+            off = (_broadcast(offsets.t.to(device, DTYPE), lead, 2, "offsets.t", self.source).reshape(-1, len(sites), 3),
+                   _broadcast(offsets.r.to(device, DTYPE), lead, 3, "offsets.r", self.source).reshape(-1, len(sites), 3, 3))  # fmt: skip
 
-    def _sparse(self, sites: tuple, device: torch.device) -> _Sparse:
+        def vjp(d_pos: torch.Tensor, d_ori: torch.Tensor):
+            with torch.no_grad():
+                d_pos = d_pos.to(device, DTYPE).reshape(-1, len(sites), 3)
+                d_rot = d_ori.to(device, DTYPE).reshape(-1, len(sites), 3, 3)
+                if off is not None:  # pos = p + R t, ori = R r
+                    d_rot = d_rot @ off[1].transpose(-1, -2) + d_pos[..., :, None] * off[0][..., None, :]
+                d_theta, d_betas = sparse_vjp(sp, _detached(fw), theta.detach(), d_pos, d_rot)
+            return _grad_like(d_theta, pose.pose, lead), _grad_like(d_betas, pose.betas, lead)
+
+        return pos, rot, vjp
+
+    def _sparse(self, sites: tuple, device: torch.device) -> Sparse:
         key = (sites, str(device))
-        if key in self._sparse_cache:
-            return self._sparse_cache[key]
-        ids = self.site_vertices(sites)
-        helpers = [self.helper_sites[s] for s in sites]
-        rows = _face_rows(self._faces_np, ids)
-        local_faces = self._faces_np[rows]
-        needed = np.unique(np.concatenate([local_faces.ravel(), ids, helpers]))
-        remap = {int(v): i for i, v in enumerate(needed)}
-        incidence = np.stack([(local_faces == v).any(axis=1) for v in ids]).astype(np.float64)
-        incidence /= incidence.sum(axis=1, keepdims=True)
-        c = self._cpu
-        weights = c["weights"][needed]
-        used = set(np.nonzero(weights.abs().sum(0).numpy() > 0)[0].tolist()) | {0}
-        for j in list(used):  # close under ancestors so the chain is complete
-            while self.parents[j] >= 0:
-                j = self.parents[j]
-                used.add(j)
-        joints = sorted(used)
-        pos_in = {j: i for i, j in enumerate(joints)}
-        posedirs = None
-        if c["posedirs"] is not None:
-            cols = (needed[:, None] * 3 + np.arange(3)).ravel()
-            posedirs = c["posedirs"][:, torch.as_tensor(cols)]
-        dev = lambda x: x.to(device) if x is not None else None  # noqa: E731
-        sp = _Sparse(
-            v_template=dev(c["v_template"][needed]),
-            shapedirs=dev(c["shapedirs"][needed]),
-            posedirs=dev(posedirs),
-            weights=dev(weights[:, joints]),
-            joints=torch.as_tensor(joints, dtype=torch.long, device=device),
-            parents=torch.as_tensor([pos_in[self.parents[j]] if j else -1 for j in joints], dtype=torch.long),
-            faces=torch.as_tensor(np.vectorize(remap.get)(local_faces), dtype=torch.long, device=device),
-            incidence=torch.as_tensor(incidence, dtype=DTYPE, device=device),
-            site=torch.as_tensor([remap[v] for v in ids], dtype=torch.long, device=device),
-            helper=torch.as_tensor([remap[v] for v in helpers], dtype=torch.long, device=device),
-        )
-        self._sparse_cache[key] = sp
-        return sp
+        if key not in self._sparse_cache:
+            ids = self.site_vertices(sites)
+            helpers = [self.helper_sites[s] for s in sites]
+            self._sparse_cache[key] = build_sparse(self._cpu, self.parents, self._faces_np, ids, helpers, device)
+        return self._sparse_cache[key]
 
 
-def _face_rows(faces: np.ndarray, ids: Sequence[int]) -> np.ndarray:
-    """Indices of the faces touching any of `ids`, in stored order."""
-    return np.nonzero(np.isin(faces, ids).any(axis=1))[0]
+def _detached(fw: dict) -> dict:
+    return {k: v.detach() for k, v in fw.items()}
+
+
+def _grad_like(grad: torch.Tensor, like: torch.Tensor, lead: tuple) -> torch.Tensor:
+    """A per-frame gradient (N, n) as the gradient of `like` (*lead, ..., n) or of a broadcast prefix of it:
+    summed over broadcast frames, zero for ignored (extra) components, cut for padded (missing) ones."""
+    n = like.shape[-1]
+    grad = grad.reshape(*lead, *grad.shape[1:])
+    if grad.ndim > like.ndim:
+        grad = grad.sum(dim=tuple(range(like.ndim - 1, len(lead))))
+    if grad.shape[-1] < n:
+        grad = torch.nn.functional.pad(grad, (0, n - grad.shape[-1]))
+    return grad[..., :n].reshape(like.shape).to(like.dtype)
 
 
 def _skin(v_posed: torch.Tensor, weights: torch.Tensor, rel: torch.Tensor) -> torch.Tensor:
@@ -362,15 +331,9 @@ def _broadcast(x: torch.Tensor, lead: tuple, n_trailing: int, name: str, source:
 class SMPLH(NpzBodyModel):
     """SMPL-H (neutral, AMASS "Extended SMPL+H" file from $SMPL_MODELS) posed through smplx's skinning."""
 
-    params: ClassVar[tuple[Param, ...]] = (
-        Param(
-            "path", str, DEFAULT_SMPLH_PATH,
-            "the neutral model.npz of the AMASS Extended SMPL+H package ($SMPL_MODELS is expanded)",
-        ),
-        Param("n_betas", int, 10, "shape components used (the file has 16; the original uses the first 10)", min=1),
-    )  # fmt: skip
+    params = schema.SMPLH
 
-    def __init__(self, path: str = DEFAULT_SMPLH_PATH, n_betas: int = 10):
+    def __init__(self, *, path: str, n_betas: int):
         resolved = resolve_smplh_path(path)
         super().__init__(load_model_npz(resolved), n_betas=n_betas, source=str(resolved))
 
@@ -378,11 +341,9 @@ class SMPLH(NpzBodyModel):
 class EmbeddedBody(NpzBodyModel):
     """A generated SMPL-H-compatible body (same 52-joint tree, 12 sensor sites); no licensed data."""
 
-    params: ClassVar[tuple[Param, ...]] = (
-        Param("n_betas", int, 10, "shape components used (the embedded body has 16)", min=1, max=16),
-    )
+    params = schema.EMBEDDED
 
-    def __init__(self, n_betas: int = 10):
+    def __init__(self, *, n_betas: int):
         from empose_smplh.embedded import embedded_model_path
 
         path = embedded_model_path()

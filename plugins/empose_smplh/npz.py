@@ -1,13 +1,13 @@
 """Reading and checking a body model stored in the AMASS "Extended SMPL+H" npz layout.
 
 Both body models go through `load_model_npz`: the licensed file and the generated embedded one. The
-arrays read (the ones smplx's SMPL loader reads, reference §3.1):
+arrays read (the ones smplx's SMPL loader reads, docs/method.md §3.1):
 
     v_template (V, 3)   f (F, 3)   shapedirs (V, 3, K)   posedirs (V, 3, 9 (J - 1))
     J_regressor (J, V)  weights (V, J)   kintree_table (2, J)
 
 Optional keys written by the embedded generator: `sensor_site_names (S,)`, `sensor_site_vertices (S,)`
-(named sites; SMPL-H-sized files without them get the EM-POSE sites of reference §2.1) and
+(named sites; SMPL-H-sized files without them get the EM-POSE sites of docs/method.md §2.1) and
 `joint_names (J,)`.
 """
 
@@ -19,11 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
+from empose_framework.envvars import expand_env_path
 from empose_framework.errors import DataError, EmposeError
-from empose_framework.params import expand_env_path
 
 SMPL_MODELS_ENV = "SMPL_MODELS"
-DEFAULT_SMPLH_PATH = "${SMPL_MODELS}/smplh_amass/neutral/model.npz"
 
 REQUIRED_KEYS = ("v_template", "f", "shapedirs", "posedirs", "J_regressor", "weights", "kintree_table")
 OPTIONAL_KEYS = ("sensor_site_names", "sensor_site_vertices", "joint_names")
@@ -43,7 +42,7 @@ def _how_to_get_it(path: str | None = None) -> str:
 
 
 def resolve_smplh_path(path: str | os.PathLike) -> Path:
-    """Expand `${SMPL_MODELS}` (or any `${VAR}`/`$VAR`) and `~` in a model path; a clear error if unset."""
+    """Expand `${SMPL_MODELS}` (or any `${VAR}`) and `~` in a model path; a clear error if unset."""
     text = str(path)
     return expand_env_path(text, lambda var: EmposeError(
         f"the SMPL-H body model path '{text}' uses the environment variable ${var}, which is not set. "

@@ -6,12 +6,15 @@ Light on purpose (no torch import): `empose list-plugins` imports it.
 from __future__ import annotations
 
 from empose_framework import hookimpl
+from empose_smplh import schema
 
 
 @hookimpl
 def register_body_models(register):
-    register("smplh", "empose_smplh.model:SMPLH", "SMPL-H (neutral, licensed AMASS file from $SMPL_MODELS) through smplx's skinning")
-    register("embedded", "empose_smplh.model:EmbeddedBody", "Built-in SMPL-H-compatible body (generated, no licensed data)")
+    register("smplh", "empose_smplh.model:SMPLH", "SMPL-H (neutral, licensed AMASS file from $SMPL_MODELS) through smplx's skinning",
+             params=schema.SMPLH)
+    register("embedded", "empose_smplh.model:EmbeddedBody", "Built-in SMPL-H-compatible body (generated, no licensed data)",
+             params=schema.EMBEDDED)
 
 
 @hookimpl
@@ -28,6 +31,8 @@ def register_commands(app):
         path: str = typer.Option(None, "--path", help="smplh only: the model.npz (default $SMPL_MODELS/...)"),
     ):
         """Draw a body model in rest pose and in a given pose (front and side) with its sensor sites."""
+        from empose_framework.plugins import get_registry
         from empose_smplh.render import render_command
 
-        render_command(model, out, pose_file=pose, random_seed=random_pose, betas=betas, path=path)
+        body = get_registry().build("body_model", {"use": model, **({"path": path} if path is not None else {})})
+        render_command(body, model, out, pose_file=pose, random_seed=random_pose, betas=betas)

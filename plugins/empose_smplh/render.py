@@ -154,14 +154,9 @@ def _draw_sites(ax, pos, normal, names, view):
             ax.annotate(name, (u[i], v[i]), xytext=(3, 3), textcoords="offset points", fontsize=6)
 
 
-def render_command(model: str, out: str, pose_file=None, random_seed=None, betas=None, path=None):
-    """The `empose render-body` command: build the body model by name and draw it."""
-    from empose_framework.plugins import get_registry
-
-    spec = {"use": model}
-    if path is not None:
-        spec["path"] = path
-    body = get_registry().build("body_model", spec)
+def render_command(body, name: str, out: str, pose_file=None, random_seed=None, betas=None):
+    """The `empose render-body` command: draw the body model `body` (registered as `name`) in the pose
+    the options give."""
     pose = None
     if pose_file is not None:
         pose = load_pose(pose_file, body.n_pose_joints)
@@ -173,5 +168,5 @@ def render_command(model: str, out: str, pose_file=None, random_seed=None, betas
             beta_values = np.array([float(x) for x in betas.split(",")])
         except ValueError as exc:
             raise EmposeError(f"--betas '{betas}': expected comma-separated numbers, e.g. 2,0,-1.") from exc
-    render(body, out, pose, beta_values, title=f"body model '{model}'")
+    render(body, out, pose, beta_values, title=f"body model '{name}'")
     print(f"wrote {out}")

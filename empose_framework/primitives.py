@@ -1,4 +1,5 @@
-"""The original's loss primitives (reference §8.1), on (B, T, ...) tensors of zero-padded sequences.
+"""The original's loss primitives (docs/method.md §8.1), on (B, T, ...) tensors of zero-padded sequences: used by
+the training losses and by estimators that measure their own fit (LGD's gradient input), so they live in the core.
 
 Each reduces to a per-frame value, sums the frames inside the true length `seq_len` (and inside
 `mask`, where given), divides by the true length and averages over the batch:
@@ -9,13 +10,13 @@ from __future__ import annotations
 
 import torch
 
+from empose_framework.kinematics import inside_mask
+
 
 def _kept(diff: torch.Tensor, seq_len: torch.Tensor, mask: torch.Tensor | None):
     """(keep (B, T) bool, diff with dropped frames zeroed). Zeroing the difference, not the per-frame
     value, keeps a NaN/inf in a dropped frame out of the loss and out of its gradient."""
-    t = diff.shape[1]
-    seq_len = seq_len.to(diff.device)
-    keep = torch.arange(t, device=diff.device)[None, :] < seq_len[:, None]
+    keep = inside_mask(seq_len, diff.shape[1], diff.device)
     if mask is not None:
         keep = keep & mask.to(diff.device)
     wide = keep.reshape(keep.shape + (1,) * (diff.dim() - 2))
