@@ -1,6 +1,6 @@
 """Streaming latency of the causal estimators and the LGD RNN 6 training step on CPU; prints JSON.
 
-    python bench/streaming.py [--frames 600] [--train-steps 5] [--quick]
+    python bench/streaming.py [--frames 600] [--train-steps 5] [--compile] [--quick]
 
 - `streaming`: reset() then step() on 1, 4 or 8 frames per call (batch 1, eval, no_grad) at 1 and 2
   threads: frames/s and p50/p99 latency per call, for LGD RNN 6 (recipes/lgd_rnn_6.yaml's estimator),
@@ -10,7 +10,10 @@
 each on the embedded body and on an SMPL-H-layout body (the embedded mesh with non-zero pose blend
 shapes, so the pose-corrective path that real SMPL-H takes is timed too). `reference: true` times the
 autograd gradient input instead of the body model's closed form, and the module path instead of the
-folded inference path (what the estimators did before).
+folded inference path (what the estimators did before). `--compile` also times `compile_stream()`
+(torch.compile of the whole step; `compile_s`: the first compile of each shape, cached on disk by inductor).
+`floor` states the bandwidth bound at fp32: the weight bytes one frame reads (LGD's update nets once per
+iteration), a large matrix-vector product's read rate on one thread now, and their quotient.
 """
 
 from __future__ import annotations
@@ -57,9 +60,32 @@ def build(name, body, reference=False):
     return est
 
 
-def stream(est, seq, offsets, per_call: int, frames: int) -> dict:
+def weight_mb_per_frame(est) -> float:
+    """Megabytes of parameters one streamed frame reads (LGD's update nets once per iteration)."""
+    total = sum(p.numel() for p in est.parameters())
+    if isinstance(est, LGD):
+        nets = [est.pose_net_iter, est.shape_net_iter]
+        total += (est.iterations - 1) * sum(p.numel() for n in nets for p in n.parameters())
+    return 4 * total / 1e6
+
+
+def read_rate_gb_s() -> float:
+    """Single-thread read rate of a 256 MB matrix-vector product (weights from memory, not cache)."""
+    torch.set_num_threads(1)
+    w, x = torch.randn(1 << 17, 512), torch.randn(512)
+    times = []
+    for _ in range(10):
+        t0 = time.perf_counter()
+        w @ x
+        times.append(time.perf_counter() - t0)
+    return round(w.numel() * 4 / float(np.median(times)) / 1e9, 1)
+
+
+def stream(est, seq, offsets, per_call: int, frames: int, compiled: bool = False) -> dict:
     est.eval()
-    latencies = []
+    latencies, extra = [], {}
+    if compiled:
+        extra["compile_s"] = round(est.compile_stream(seq.frames(0, per_call), offsets), 1)
     with torch.no_grad():
         est.reset()
         for s in range(0, 3 * per_call, per_call):  # warm-up (lazy plans, allocator)
@@ -70,8 +96,9 @@ def stream(est, seq, offsets, per_call: int, frames: int) -> dict:
             t0 = time.perf_counter()
             est.step(part, offsets)
             latencies.append(time.perf_counter() - t0)
+    est._compiled = None
     lat = np.asarray(latencies)
-    return {
+    return {**extra,
         "frames_per_s": round(per_call * len(lat) / lat.sum(), 1),
         "p50_ms": round(1e3 * float(np.percentile(lat, 50)), 3),
         "p99_ms": round(1e3 * float(np.percentile(lat, 99)), 3),
@@ -109,16 +136,21 @@ def main(argv=None) -> None:
     parser.add_argument("--frames", type=int, default=600, help="frames streamed per setting")
     parser.add_argument("--train-steps", type=int, default=5)
     parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--bodies", default="embedded,smplh_layout")
     parser.add_argument("--reference", action="store_true", help="also time the reference (autograd, module) path")
+    parser.add_argument("--compile", action="store_true", help="also time compile_stream() (torch.compile)")
+    parser.add_argument("--threads", default="1,2", help="torch threads to stream with")
+    parser.add_argument("--per-call", default="1,4,8", help="frames per step() call")
     parser.add_argument("--no-train", action="store_true")
     parser.add_argument("--quick", action="store_true", help="tiny sizes, to check that the script runs")
     args = parser.parse_args(argv)
     if args.quick:
         args.frames, args.train_steps = 48, 1
     paths = [False, True] if args.reference else [False]
-    result = {"torch": torch.__version__, "load_average": os.getloadavg(), "frames": args.frames, "streaming": {},
-              "lgd_rnn_6_train_step_ms": {}}  # fmt: skip
-    for body_name, body in bodies().items():
+    rate = read_rate_gb_s()
+    result = {"torch": torch.__version__, "load_average": os.getloadavg(), "frames": args.frames,
+              "read_rate_gb_s": rate, "floor": {}, "streaming": {}, "lgd_rnn_6_train_step_ms": {}}  # fmt: skip
+    for body_name, body in [(n, b) for n, b in bodies().items() if n in args.bodies.split(",")]:
         sensors, offsets, _ = sensor_data(body, 1, args.frames + 32, torch.device("cpu"), seed=1)
         idx = [list(sensors.names).index(n) for n in EM6]
         seq, off = sensors.select(EM6), type(offsets)(offsets.t[:, idx], offsets.r[:, idx])
@@ -129,10 +161,14 @@ def main(argv=None) -> None:
                 key = f"{body_name}/{name}" + ("/reference" if reference else "")
                 entry = result["streaming"][key] = {}
                 est = build(name, body, reference)
-                for threads in (1, 2):
+                mb = weight_mb_per_frame(est)
+                result["floor"][name] = {"weight_mb_per_frame": round(mb, 1), "ms_per_frame": round(mb / rate, 2)}
+                for threads in [int(n) for n in args.threads.split(",")]:
                     torch.set_num_threads(threads)
-                    for per_call in (1, 4, 8):
-                        entry[f"{threads}thr_{per_call}fpc"] = stream(est, seq, off, per_call, args.frames)
+                    for per_call in [int(n) for n in args.per_call.split(",")]:
+                        for compiled in [False, True] if args.compile and not reference else [False]:
+                            setting = f"{threads}thr_{per_call}fpc" + ("_compiled" if compiled else "")
+                            entry[setting] = stream(est, seq, off, per_call, args.frames, compiled)
         if not args.no_train and "lgd_rnn_6" in args.models:
             torch.set_num_threads(2)
             for reference in paths:

@@ -1,11 +1,12 @@
 """Replay a sensor recording at its real rate through the live API and print the per-frame latency.
 
-    python examples/live_replay.py MODEL [SENSORS] [--fast]
+    python examples/live_replay.py MODEL [SENSORS] [--fast] [--compile]
 
 MODEL: a checkpoint or `pretrained:NAME`; SENSORS: a plain sensor file (default: the example CSV next to
 this script). Each frame is handed to `model.feed()` when its time stamp comes due (as a tracker would
 deliver it), and the time `feed()` takes is recorded. Prints JSON: frames, rate, latency p50/p99/max in
-milliseconds, and whether the model kept up (p99 below the frame interval). `--fast` skips the waiting.
+milliseconds, and whether the model kept up (p99 below the frame interval). `--fast` skips the waiting;
+`--compile` compiles the step first (`api.load(..., compile=True)`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ def main() -> None:
     ap.add_argument("model")
     ap.add_argument("sensors", nargs="?", default=str(Path(__file__).with_name("sensors_131_01.csv")))
     ap.add_argument("--fast", action="store_true", help="do not wait for the time stamps")
+    ap.add_argument("--compile", action="store_true", help="torch.compile the streaming step before replaying")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (live use: 1 is typical)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -38,8 +40,9 @@ def main() -> None:
         raise SystemExit(f"{args.sensors} lacks the sensors {missing} that the model reads")
     idx = [raw.names.index(n) for n in live.sensor_names]
     pos, ori, valid = raw.pos[:, idx], raw.ori[:, idx], raw.valid[:, idx]
-    if raw.offset_t is not None:  # the file's offsets, in the model's sensor order
-        live = api.Live(live.model, offsets=(raw.offset_t[idx], raw.offset_r[idx]))
+    offsets = None if raw.offset_t is None else (raw.offset_t[idx], raw.offset_r[idx])  # in the model's order
+    if offsets is not None or args.compile:
+        live = api.Live(live.model, offsets=offsets, compile=args.compile)
     live.feed(pos[0], ori[0], valid[0])  # warm-up (first call allocates)
     live.reset()
     lat = []
@@ -60,6 +63,7 @@ def main() -> None:
                        "max": round(float(lat_ms.max()), 3)},
         "frame_interval_ms": round(interval, 3), "keeps_up": bool(np.percentile(lat_ms, 99) < interval),
         "last_pose_joints": int(body.pose.shape[0]), "torch": torch.__version__, "threads": torch.get_num_threads(),
+        "compile_s": live.compile_seconds,
     }, indent=2))
 
 

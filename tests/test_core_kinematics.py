@@ -8,6 +8,7 @@ import torch
 from scipy.spatial.transform import Rotation
 from smplx.lbs import batch_rigid_transform
 
+from empose_framework.errors import EmposeError
 from empose_framework.kinematics import chain, inside_mask, rigid_transforms
 from empose_smplh.constants import PARENTS
 
@@ -54,3 +55,30 @@ def test_inside_mask_marks_frames_below_the_true_length():
     want = np.arange(5)[None, :] < np.array([0, 3, 5])[:, None]
     np.testing.assert_array_equal(inside_mask(seq_len, 5).numpy(), want)
     assert inside_mask(seq_len, 5, torch.device("cpu")).dtype == torch.bool
+
+
+@pytest.mark.parametrize("parents", [PARENTS, (-1, 0, 0, 1, 2, 1, -1, 6)])  # SMPL-H order; by depth, two roots
+def test_chain_by_depth_equals_a_joint_by_joint_chain_with_its_gradient(parents):
+    """`chain` multiplies a whole depth at once: values bit for bit and gradients (float64) as the plain loop."""
+    local = torch.tensor(Rotation.random(3 * len(parents), random_state=5).as_matrix().reshape(3, len(parents), 3, 3))
+    weight = torch.randn(3, len(parents), 3, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(6))
+    grads = []
+    for fn in (chain, _loop_chain):
+        x = local.clone().requires_grad_(True)
+        out = fn(x, parents)
+        (out * weight).sum().backward()
+        grads.append((out.detach(), x.grad))
+    assert torch.equal(grads[0][0], grads[1][0])
+    torch.testing.assert_close(grads[0][1], grads[1][1], atol=1e-12, rtol=1e-12)
+
+
+def _loop_chain(local, parents):
+    out = []
+    for j, p in enumerate(parents):
+        out.append(local[:, j] if p < 0 else out[p] @ local[:, j])
+    return torch.stack(out, dim=1)
+
+
+def test_chain_names_a_parent_after_its_child():
+    with pytest.raises(EmposeError, match="joint 1 has parent 2"):
+        chain(torch.eye(3).expand(1, 3, 3, 3), (-1, 2, 0))

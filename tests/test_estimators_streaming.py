@@ -114,7 +114,7 @@ def test_streaming_state_is_detached():
     est = causal_estimators(body)["rnn"].eval()
     est.reset()
     est.step(sensors.frames(0, 1), offsets)
-    h, c = est._stream["rnn"]
+    h, c = est._stream["state"]["rnn"]
     assert not h.requires_grad and not c.requires_grad
 
 
@@ -134,10 +134,9 @@ def test_lgd_rnn_streams_on_the_embedded_body():
     torch.testing.assert_close(torch.cat([p.betas for p in parts], 1), window.betas, atol=2e-6, rtol=1e-5)
 
 
-@pytest.mark.parametrize("per_call", [1, 4])
-def test_lgd_rnn_6_streams_as_the_reference_path(per_call):
-    """The recipe's LGD RNN 6 (recipes/lgd_rnn_6.yaml), streamed on its fast paths (closed-form
-    gradient, folded update nets, native LSTM kernel) equals the autograd/module reference path."""
+def _lgd_rnn_6_streamed(per_call: int, reference: bool = False, compiled: bool = False):
+    """The recipe's LGD RNN 6 (recipes/lgd_rnn_6.yaml) on the embedded body, a few BatchNorm updates in,
+    streamed over a fixed 8-frame sequence `per_call` frames at a time: (pose, betas) of every frame."""
     from pathlib import Path
 
     import yaml
@@ -148,18 +147,51 @@ def test_lgd_rnn_6_streams_as_the_reference_path(per_call):
     recipe = yaml.safe_load((Path(__file__).resolve().parents[1] / "recipes" / "lgd_rnn_6.yaml").read_text())
     params = {k: v for k, v in recipe["estimator"].items() if k != "use"}
     sensors, offsets, _ = random_sensors(body, EM12, b=1, t=8, seed=4)
-    out = {}
-    for reference in (False, True):
-        torch.manual_seed(0)
-        est = LGD(**params, body_model=body, sensor_names=EM6)
-        _train_a_little(est, sensors, offsets)
-        est.reference = reference
-        with torch.no_grad():
-            est.reset()
-            parts = [est.step(sensors.frames(s, s + per_call), offsets).pose for s in range(0, 8, per_call)]
-        out[reference] = (torch.cat([p.pose for p in parts], 1), torch.cat([p.betas for p in parts], 1))
-    assert (out[False][0] - out[True][0]).abs().max() <= 1e-5  # radians per joint
-    torch.testing.assert_close(out[False][1], out[True][1], atol=1e-5, rtol=1e-5)
+    torch.manual_seed(0)
+    est = LGD(**params, body_model=body, sensor_names=EM6)
+    _train_a_little(est, sensors, offsets)
+    est.reference = reference
+    if compiled:
+        est.compile_stream(sensors.frames(0, per_call), offsets)
+    with torch.no_grad():
+        est.reset()
+        parts = [est.step(sensors.frames(s, s + per_call), offsets).pose for s in range(0, 8, per_call)]
+    return torch.cat([p.pose for p in parts], 1), torch.cat([p.betas for p in parts], 1)
+
+
+@pytest.mark.parametrize("per_call", [1, 4])
+def test_lgd_rnn_6_streams_as_the_reference_path(per_call):
+    """Streamed on the fast paths (closed-form gradient, folded update nets, native LSTM kernel), LGD RNN 6
+    equals the autograd/module reference path."""
+    fast, ref = _lgd_rnn_6_streamed(per_call), _lgd_rnn_6_streamed(per_call, reference=True)
+    assert (fast[0] - ref[0]).abs().max() <= 1e-5  # radians per joint
+    torch.testing.assert_close(fast[1], ref[1], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.slow
+def test_compiled_lgd_rnn_6_streams_as_the_reference_path():
+    """compile_stream() (torch.compile of the whole step; ~40 s on a cold inductor cache, a few seconds
+    warm) equals the reference path, one frame per call."""
+    fast, ref = _lgd_rnn_6_streamed(1, compiled=True), _lgd_rnn_6_streamed(1, reference=True)
+    assert (fast[0] - ref[0]).abs().max() <= 1e-5  # radians per joint
+    torch.testing.assert_close(fast[1], ref[1], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("t", [1, 3])
+@pytest.mark.parametrize("carried", [False, True])
+def test_unrolled_lstm_cells_equal_nn_lstm(t, carried):
+    """RNNLayer's cell-by-cell LSTM (what compile_stream traces) equals nn.LSTM."""
+    from empose_estimators.layers import RNNLayer
+
+    torch.manual_seed(0)
+    layer = RNNLayer(5, 8, 2).eval()
+    x = torch.randn(2, t, 5)
+    state = (torch.randn(2, 2, 8), torch.randn(2, 2, 8)) if carried else None
+    with torch.no_grad():
+        mine, (h, c) = layer._cells(x, state)
+        out, (h_ref, c_ref) = layer.lstm(x, state)
+    for a, b in ((mine, out), (h, h_ref), (c, c_ref)):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
 
 
 @pytest.mark.parametrize("skip,batch_norm", [(False, True), (True, True), (True, False)])

@@ -124,6 +124,8 @@ class RNNLayer(nn.Module):
             out, new_state = self.lstm(packed, state)
             out, _ = pad_packed_sequence(out, batch_first=True, total_length=t)
             return out, new_state
+        if torch.compiler.is_compiling() and not self.lstm.bidirectional:
+            return self._cells(x, state)
         # oneDNN's LSTM costs ~10x PyTorch's own kernel on a few frames (streaming), and wins on long inputs
         if x.device.type != "cpu" or x.shape[0] * t > NATIVE_LSTM_FRAMES:
             return self.lstm(x, state)
@@ -132,6 +134,30 @@ class RNNLayer(nn.Module):
             return self.lstm(x, state)
         finally:
             torch.backends.mkldnn.set_flags(before, None, None, None)
+
+    def _cells(self, x: torch.Tensor, state):
+        """The LSTM (unidirectional, eval) as explicit cell steps, what torch.compile fuses: per layer one
+        input matmul for all frames, then per frame one recurrent matmul and the gate pointwise ops."""
+        lstm = self.lstm
+        b, t, hidden = x.shape[0], x.shape[1], lstm.hidden_size
+        if state is None:
+            state = (x.new_zeros(lstm.num_layers, b, hidden),) * 2
+        hs, cs, out = [], [], x
+        for layer in range(lstm.num_layers):
+            w_ih, w_hh = getattr(lstm, f"weight_ih_l{layer}"), getattr(lstm, f"weight_hh_l{layer}")
+            pre = out @ w_ih.T
+            if lstm.bias:
+                pre = pre + getattr(lstm, f"bias_ih_l{layer}") + getattr(lstm, f"bias_hh_l{layer}")
+            h, c, steps = state[0][layer], state[1][layer], []
+            for i in range(t):
+                gate_i, gate_f, gate_g, gate_o = (pre[:, i] + h @ w_hh.T).chunk(4, dim=-1)
+                c = torch.sigmoid(gate_f) * c + torch.sigmoid(gate_i) * torch.tanh(gate_g)
+                h = torch.sigmoid(gate_o) * torch.tanh(c)
+                steps.append(h)
+            out = torch.stack(steps, dim=1)
+            hs.append(h)
+            cs.append(c)
+        return out, (torch.stack(hs), torch.stack(cs))
 
 
 class FoldedMLPs:

@@ -115,7 +115,8 @@ class LGD(EMPoseEstimator):
         """z -> (d_theta, d_beta): the folded plan of both update nets in eval-mode inference (no grad,
         not `reference`), the modules otherwise (also while a forward hook watches one of them)."""
         nets = [self.pose_net_iter, self.shape_net_iter]
-        if self.training or self.reference or torch.is_grad_enabled() or any(n._forward_hooks for n in nets):
+        if (self.training or self.reference or torch.is_grad_enabled() or torch.compiler.is_compiling()
+                or any(n._forward_hooks for n in nets)):  # fmt: skip
             return lambda z: (self.pose_net_iter(z), self.shape_net_iter(z))
         return FoldedMLPs.cached(nets, self._plans.setdefault("update", []))
 

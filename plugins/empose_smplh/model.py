@@ -33,7 +33,16 @@ from empose_smplh.constants import (
     SMPLH_SENSOR_VERTICES,
 )
 from empose_smplh.npz import load_model_npz, resolve_smplh_path
-from empose_smplh.sensor_grad import Sparse, build_sparse, face_rows, frame_parts, sparse_forward, sparse_vjp
+from empose_smplh.sensor_grad import (
+    Sparse,
+    build_sparse,
+    corner_index,
+    face_rows,
+    frame_parts,
+    skin,
+    sparse_forward,
+    sparse_vjp,
+)
 
 DTYPE = torch.float32
 CHUNK = 1024  # frames skinned at once when full vertices are asked for (bounds memory: CHUNK x V x 16)
@@ -57,7 +66,7 @@ def frames_from_vertices(verts, faces, incidence, site, helper):
     """Sensor frames (docs/method.md §4.2-4.4) from posed vertices `verts (N, U, 3)`: positions (N, S, 3)
     and rotations (N, S, 3, 3) with columns x, y, z. `faces (F, 3)` index `verts`; `incidence (S, F)`
     averages the un-normalised normals of the faces around each site."""
-    parts = frame_parts(verts, faces, incidence, site, helper)
+    parts = frame_parts(verts, corner_index(faces, site, helper), incidence)
     return parts["pos"], parts["rot"]
 
 
@@ -194,7 +203,7 @@ class NpzBodyModel(BodyModel):
                 offsets = self._pose_offsets(rot[sl], theta.shape[1], t["posedirs"], v.shape[1])
                 if offsets is not None:
                     v = v + offsets
-                chunks.append(_skin(v, t["weights"], rel[sl]))
+                chunks.append(skin(v, t["weights"], rel[sl])[0])
             verts = torch.cat(chunks, 0)
         if trans is not None:
             joints = joints + trans[:, None]
@@ -304,13 +313,6 @@ def _grad_like(grad: torch.Tensor, like: torch.Tensor, lead: tuple) -> torch.Ten
     if grad.shape[-1] < n:
         grad = torch.nn.functional.pad(grad, (0, n - grad.shape[-1]))
     return grad[..., :n].reshape(like.shape).to(like.dtype)
-
-
-def _skin(v_posed: torch.Tensor, weights: torch.Tensor, rel: torch.Tensor) -> torch.Tensor:
-    """Linear blend skinning (as in smplx.lbs): blend the joints' 4x4 transforms `rel (N, J, 4, 4)` with
-    `weights (U, J)` and apply them to `v_posed (N, U, 3)`."""
-    tr = torch.einsum("uj,njab->nuab", weights, rel[:, :, :3, :])
-    return (tr[..., :3] @ v_posed[..., None])[..., 0] + tr[..., 3]
 
 
 def _broadcast(x: torch.Tensor, lead: tuple, n_trailing: int, name: str, source: str) -> torch.Tensor:
