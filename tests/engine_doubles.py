@@ -81,3 +81,18 @@ def write_recipe(folder: Path, **changes) -> Path:
     path = folder / "tiny.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
+
+
+def run_recipe(path, registry, *overrides, **kw):
+    """Load the recipe at `path` with `--set`-style overrides against `registry` and run it."""
+    from empose_framework.engine import run
+    from empose_framework.recipes import load_recipe
+
+    return run(load_recipe(path, list(overrides), registry=registry), **kw)
+
+
+def last_weights(run_dir):
+    """The model weights of a run's last checkpoint."""
+    import torch
+
+    return torch.load(run_dir / "checkpoints" / "last.pt", weights_only=False)["model"]

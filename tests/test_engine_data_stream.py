@@ -17,12 +17,10 @@ from em_doubles import ListMotions, TinyBody, random_motion, random_offsets, wri
 from empose_em.recordings import EMPoseRecordings
 from empose_em.virtual import VirtualEM
 from empose_framework.engine import prefetch as prefetch_module
-from empose_framework.engine import run
 from empose_framework.engine import train as train_module
 from empose_framework.engine.prefetch import Prefetcher
 from empose_framework.errors import DataError
-from empose_framework.recipes import load_recipe
-from engine_doubles import install_registry, write_recipe
+from engine_doubles import install_registry, last_weights, run_recipe, write_recipe
 
 
 def _tensors(batch):
@@ -107,13 +105,6 @@ def registry(monkeypatch):
     return install_registry(monkeypatch)
 
 
-def _run(path, registry, *overrides, **kw):
-    return run(load_recipe(path, list(overrides), registry=registry), **kw)
-
-
-def _weights(run_dir):
-    return torch.load(run_dir / "checkpoints" / "last.pt", weights_only=False)["model"]
-
 
 def _equal(a, b) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
@@ -150,12 +141,12 @@ def test_prefetched_training_equals_training_without_a_worker(tmp_path, registry
     path = write_recipe(tmp_path)
     monkeypatch.setattr(train_module, "PREFETCH_CPU", 3)  # the worker, also on the CPU
     made = _count_prefetchers(monkeypatch)
-    ahead = _run(path, registry, "train.max_steps=8", run_dir=tmp_path / "ahead")
+    ahead = run_recipe(path, registry, "train.max_steps=8", run_dir=tmp_path / "ahead")
     assert made == [1]
     _without_start(monkeypatch)
-    inline = _run(path, registry, "train.max_steps=8", run_dir=tmp_path / "inline")
+    inline = run_recipe(path, registry, "train.max_steps=8", run_dir=tmp_path / "inline")
     assert made == [1]  # no worker for a source without the capability
-    assert _equal(_weights(ahead), _weights(inline))
+    assert _equal(last_weights(ahead), last_weights(inline))
     for name in ("ahead", "inline"):  # the same epoch bookkeeping
         progress = torch.load(tmp_path / name / "checkpoints" / "last.pt", weights_only=False)["resume"]["progress"]
         assert (progress["epoch"], progress["consumed"]) == (2, 2)
@@ -163,7 +154,7 @@ def test_prefetched_training_equals_training_without_a_worker(tmp_path, registry
 
 def test_resume_positions_a_seekable_source_and_replays_one_without_start(tmp_path, registry, monkeypatch):
     path = write_recipe(tmp_path)
-    full = _weights(_run(path, registry, "train.max_steps=9", run_dir=tmp_path / "full"))
+    full = last_weights(run_recipe(path, registry, "train.max_steps=9", run_dir=tmp_path / "full"))
     starts = _spy_starts(monkeypatch)
     original_init = train_module.Trainer.__init__
 
@@ -174,11 +165,11 @@ def test_resume_positions_a_seekable_source_and_replays_one_without_start(tmp_pa
     for name in ("seek", "replay"):
         monkeypatch.setattr(train_module.Trainer, "__init__", interrupt_at_5)
         with pytest.raises(SystemExit):
-            _run(path, registry, "train.max_steps=9", run_dir=tmp_path / name)
+            run_recipe(path, registry, "train.max_steps=9", run_dir=tmp_path / name)
         monkeypatch.setattr(train_module.Trainer, "__init__", original_init)
         starts.clear()
-        resumed = _run(path, registry, "train.max_steps=9", resume=tmp_path / name)
-        assert _equal(full, _weights(resumed)), name
+        resumed = run_recipe(path, registry, "train.max_steps=9", resume=tmp_path / name)
+        assert _equal(full, last_weights(resumed)), name
         if name == "seek":
             assert starts[0] == 2  # step 5 = epoch 1, batch 2 (3 batches per epoch): started there directly
             _without_start(monkeypatch)
@@ -198,7 +189,7 @@ def test_signal_stops_the_worker_and_saves(tmp_path, registry, monkeypatch):
 
     monkeypatch.setattr(train_module.Trainer, "__init__", init)
     with pytest.raises(SystemExit) as stop:
-        _run(path, registry, "train.max_steps=9", run_dir=tmp_path / "r")
+        run_recipe(path, registry, "train.max_steps=9", run_dir=tmp_path / "r")
     assert stop.value.code == 143
     assert not [t for t in threading.enumerate() if t.name == "empose-prefetch"]
 

@@ -7,11 +7,9 @@ import json
 import pytest
 import torch
 
-from empose_framework.engine import run
 from empose_framework.engine import train as train_module
 from empose_framework.errors import EmposeError
-from empose_framework.recipes import load_recipe
-from engine_doubles import install_registry, write_recipe
+from engine_doubles import install_registry, last_weights, run_recipe, write_recipe
 
 
 @pytest.fixture
@@ -19,17 +17,10 @@ def registry(monkeypatch):
     return install_registry(monkeypatch)
 
 
-def _run(path, registry, *overrides, **kw):
-    return run(load_recipe(path, list(overrides), registry=registry), **kw)
-
-
-def _weights(run_dir):
-    return torch.load(run_dir / "checkpoints" / "last.pt", weights_only=False)["model"]
-
 
 def test_run_folder_tables_and_checkpoints(tmp_path, registry):
-    run_dir = _run(write_recipe(tmp_path), registry, "train.max_steps=5", "train.eval_every=2", "train.select_on=mpjpe", "train.lr=0.05",
-                   "train.test_during_training=true")
+    run_dir = run_recipe(write_recipe(tmp_path), registry, "train.max_steps=5", "train.eval_every=2",
+                         "train.select_on=mpjpe", "train.lr=0.05", "train.test_during_training=true")
     for name in ("recipe.yaml", "plugins.json", "train.log", "checkpoints/last.pt", "checkpoints/best.pt", "eval/held.csv"):
         assert (run_dir / name).is_file(), name
     assert any((run_dir / "tb").iterdir())
@@ -52,7 +43,7 @@ def test_run_folder_tables_and_checkpoints(tmp_path, registry):
 
 def test_interrupted_and_resumed_run_ends_bit_identical(tmp_path, registry, monkeypatch):
     path = write_recipe(tmp_path)
-    full = _run(path, registry, "train.max_steps=9")
+    full = run_recipe(path, registry, "train.max_steps=9")
 
     original_init = train_module.Trainer.__init__
 
@@ -63,27 +54,27 @@ def test_interrupted_and_resumed_run_ends_bit_identical(tmp_path, registry, monk
 
     monkeypatch.setattr(train_module.Trainer, "__init__", init_with_interrupt)
     with pytest.raises(SystemExit) as stop:
-        _run(path, registry, "train.max_steps=9", run_dir=tmp_path / "interrupted")
+        run_recipe(path, registry, "train.max_steps=9", run_dir=tmp_path / "interrupted")
     assert stop.value.code == 130
     saved = torch.load(tmp_path / "interrupted" / "checkpoints" / "last.pt", weights_only=False)
     assert saved["step"] == 5 and saved["resume"]["progress"]["consumed"] == 2
     monkeypatch.setattr(train_module.Trainer, "__init__", original_init)
-    resumed = _run(path, registry, "train.max_steps=9", resume=tmp_path / "interrupted")
-    a, b = _weights(full), _weights(resumed)
+    resumed = run_recipe(path, registry, "train.max_steps=9", resume=tmp_path / "interrupted")
+    a, b = last_weights(full), last_weights(resumed)
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert "resuming at step 5" in (resumed / "train.log").read_text()
 
 
 def test_same_seed_same_weights_other_seed_or_clipping_differs(tmp_path, registry, monkeypatch):
-    a = _run(write_recipe(tmp_path / "a"), registry, "train.max_steps=2", "train.eval_every=100")
-    b = _run(write_recipe(tmp_path / "b"), registry, "train.max_steps=2", "train.eval_every=100")
-    c = _run(write_recipe(tmp_path / "c"), registry, "train.max_steps=2", "train.eval_every=100", "seed=8")
+    a = run_recipe(write_recipe(tmp_path / "a"), registry, "train.max_steps=2", "train.eval_every=100")
+    b = run_recipe(write_recipe(tmp_path / "b"), registry, "train.max_steps=2", "train.eval_every=100")
+    c = run_recipe(write_recipe(tmp_path / "c"), registry, "train.max_steps=2", "train.eval_every=100", "seed=8")
     clip_calls = []
     real_clip = torch.nn.utils.clip_grad_norm_
     monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", lambda params, norm: clip_calls.append(norm) or real_clip(params, norm))
-    d = _run(write_recipe(tmp_path / "d"), registry, "train.max_steps=2", "train.eval_every=100", "train.grad_clip=1e-12")
-    wa, wb, wc, wd = _weights(a), _weights(b), _weights(c), _weights(d)
+    d = run_recipe(write_recipe(tmp_path / "d"), registry, "train.max_steps=2", "train.eval_every=100", "train.grad_clip=1e-12")
+    wa, wb, wc, wd = last_weights(a), last_weights(b), last_weights(c), last_weights(d)
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
     assert not all(torch.equal(wa[k], wc[k]) for k in wa)
     assert clip_calls == [1e-12, 1e-12] and not all(torch.equal(wa[k], wd[k]) for k in wa)
@@ -91,8 +82,8 @@ def test_same_seed_same_weights_other_seed_or_clipping_differs(tmp_path, registr
 
 def test_resume_refuses_a_changed_recipe(tmp_path, registry):
     path = write_recipe(tmp_path)
-    run_dir = _run(path, registry, "train.max_steps=1", "train.eval_every=100")
+    run_dir = run_recipe(path, registry, "train.max_steps=1", "train.eval_every=100")
     with pytest.raises(EmposeError, match=r"differs .* in train\.lr"):
-        _run(path, registry, "train.max_steps=2", "train.lr=0.1", resume=run_dir)
+        run_recipe(path, registry, "train.max_steps=2", "train.lr=0.1", resume=run_dir)
     with pytest.raises(EmposeError, match="no checkpoints/last.pt"):
-        _run(path, registry, resume=tmp_path / "nowhere")
+        run_recipe(path, registry, resume=tmp_path / "nowhere")
