@@ -29,11 +29,15 @@ from empose_framework.errors import EmposeError
 from empose_framework.interfaces import BodyPose, Estimator, Prediction, SensorFrames, SensorOffsets
 from empose_framework.kinematics import inside_mask
 
-#: torch.compile options of `compile_stream`: no guards on module attributes/weights (saves ~0.2 ms a call;
-#: so the compiled step assumes the weights, device and sizes it was compiled with: compile again after
-#: changing them). Not `cpp_wrapper`: it saves another ~0.3 ms a frame but misses inductor's on-disk
-#: cache, so every process would compile for ~30 s instead of ~5 s.
-COMPILE_OPTIONS = {"guard_filter_fn": torch.compiler.skip_guard_on_all_nn_modules_unsafe}
+
+def _compile_options() -> dict:
+    """torch.compile options of `compile_stream`: no guards on module attributes/weights (saves ~0.2 ms a
+    call; so the compiled step assumes the weights, device and sizes it was compiled with: compile again
+    after changing them), where this torch has the switch (the package allows torch >= 2.2, which lacks
+    it). Not `cpp_wrapper`: it saves another ~0.3 ms a frame but misses inductor's on-disk cache, so
+    every process would compile for ~30 s instead of ~5 s."""
+    skip = getattr(torch.compiler, "skip_guard_on_all_nn_modules_unsafe", None)
+    return {"guard_filter_fn": skip} if skip is not None else {}
 
 
 @dataclass
@@ -152,7 +156,7 @@ class EMPoseEstimator(Estimator):
         per call; another shape compiles on its first call). Returns the seconds it took. The first frame
         after each `reset()` runs eagerly (a different graph: no state yet)."""
         t0 = time.perf_counter()
-        compiled = torch.compile(self._stream_step, dynamic=False, options=COMPILE_OPTIONS)
+        compiled = torch.compile(self._stream_step, dynamic=False, options=_compile_options())
 
         def run(*args):  # dynamo traces nn.LSTM only with allow_rnn (layers.RNNLayer unrolls it then)
             with torch._dynamo.config.patch(allow_rnn=True):
